@@ -1,0 +1,1 @@
+//! Per-core disaggregated adaptive cache (DAC): values and shortcuts in one byte budget.

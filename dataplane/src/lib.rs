@@ -1,0 +1,5 @@
+//! The dinomo dataplane: the fabric (one-sided verbs over local memory, TCP and RDMA), the
+//! memory-node server, and the KVS-node workers with their caches and Redis-compatible endpoint.
+
+pub mod cache;
+pub mod resp;

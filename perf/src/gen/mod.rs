@@ -1,0 +1,1 @@
+//! Key and operation generators for YCSB-style workloads.

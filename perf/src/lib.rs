@@ -1,3 +1,3 @@
 //! Workload generators, the `dinomo-bench` load driver and the benchmark reports of dinomo.
 
-pub mod gen;
+pub mod workload;

@@ -38,7 +38,7 @@ pub const LOG_TABLE_ENTRY_LEN: u64 = 64;
 pub const CELL_COUNT_DEFAULT: u32 = 65_536;
 pub const CELL_LEN: u64 = 16;
 /// Bytes of the cluster map area (two copies) by default.
-pub const CLUSTER_MAP_LEN_DEFAULT: u64 = 256 << 10;
+pub const CLUSTER_MAP_LEN_DEFAULT: u64 = 2 << 20;
 /// Bytes of the header of one cluster map copy.
 pub const CLUSTER_MAP_HEADER_LEN: u64 = 16;
 /// The index arena gets this fraction (1/N) of the pool when not configured.

@@ -52,27 +52,62 @@ pub fn check_entry(key: &[u8], value: &[u8], capacity: u64) -> Result<u64, Appen
 /// Returns the checksum.
 pub fn encode_entry(dst: &mut [u8], op: Op, key: &[u8], value: &[u8], version: Version) -> u32 {
     debug_assert_eq!(dst.len() as u64, entry_len(key.len(), value.len()));
-    debug_assert!(key.len() <= KEY_LEN_MAX);
     let value = if op == Op::Delete { &[][..] } else { value };
-    dst[4] = op as u8;
-    dst[5] = 0;
-    put_u16(dst, 6, key.len() as u16);
-    put_u32(dst, 8, value.len() as u32);
-    put_u32(dst, 12, version.epoch);
-    put_u64(dst, 16, version.seq);
+    dst[..ENTRY_HEADER_LEN].copy_from_slice(&header_fields(op, key.len(), value.len(), version));
     let body = ENTRY_HEADER_LEN;
     dst[body..body + key.len()].copy_from_slice(key);
-    dst[body + key.len()..body + key.len() + value.len()].copy_from_slice(value);
-    dst[body + key.len() + value.len()..].fill(0);
-    let sum = checksum(&dst[4..ENTRY_HEADER_LEN], key, value);
-    put_u32(dst, 0, sum);
+    let body_end = body + key.len() + value.len();
+    dst[body + key.len()..body_end].copy_from_slice(value);
+    dst[body_end..].fill(0);
+    seal(dst, body_end)
+}
+
+/// Appends an encoded entry to `dst` in one pass (no zero-fill first). Returns the checksum.
+pub fn encode_entry_append(
+    dst: &mut Vec<u8>,
+    op: Op,
+    key: &[u8],
+    value: &[u8],
+    version: Version,
+) -> u32 {
+    let value = if op == Op::Delete { &[][..] } else { value };
+    let len = entry_len(key.len(), value.len()) as usize;
+    let start = dst.len();
+    dst.reserve(len);
+    dst.extend_from_slice(&header_fields(op, key.len(), value.len(), version));
+    dst.extend_from_slice(key);
+    dst.extend_from_slice(value);
+    let sum = seal(
+        &mut dst[start..],
+        ENTRY_HEADER_LEN + key.len() + value.len(),
+    );
+    dst.resize(start + len, 0);
     sum
 }
 
-fn checksum(header_tail: &[u8], key: &[u8], value: &[u8]) -> u32 {
-    let c = crc32c::crc32c(header_tail);
-    let c = crc32c::crc32c_append(c, key);
-    crc32c::crc32c_append(c, value)
+/// The header of an entry with a zero checksum field.
+fn header_fields(
+    op: Op,
+    key_len: usize,
+    value_len: usize,
+    version: Version,
+) -> [u8; ENTRY_HEADER_LEN] {
+    debug_assert!(key_len <= KEY_LEN_MAX);
+    let mut h = [0u8; ENTRY_HEADER_LEN];
+    h[4] = op as u8;
+    put_u16(&mut h, 6, key_len as u16);
+    put_u32(&mut h, 8, value_len as u32);
+    put_u32(&mut h, 12, version.epoch);
+    put_u64(&mut h, 16, version.seq);
+    h
+}
+
+/// Computes the checksum of an encoded entry whose key and value end at `body_end` and stores
+/// it. The checksummed bytes (header tail, key, value) are contiguous, so this is one pass.
+fn seal(entry: &mut [u8], body_end: usize) -> u32 {
+    let sum = crc32c::crc32c(&entry[4..body_end]);
+    put_u32(entry, 0, sum);
+    sum
 }
 
 /// The header fields of an entry, decoded without looking at key or value.
@@ -131,7 +166,7 @@ pub fn decode_entry(b: &[u8]) -> Result<Entry<'_>, EntryError> {
     }
     let key = &b[ENTRY_HEADER_LEN..ENTRY_HEADER_LEN + h.key_len];
     let value = &b[ENTRY_HEADER_LEN + h.key_len..ENTRY_HEADER_LEN + h.key_len + h.value_len];
-    let computed = checksum(&b[4..ENTRY_HEADER_LEN], key, value);
+    let computed = crc32c::crc32c(&b[4..ENTRY_HEADER_LEN + h.key_len + h.value_len]);
     if computed != h.checksum {
         return Err(EntryError::Checksum {
             stored: h.checksum,

@@ -343,3 +343,29 @@ pub enum AppendOrPool {
     #[error(transparent)]
     Pool(#[from] PoolError),
 }
+
+/// Unlinks the chain's cursor block if it is sealed and fully merged (FORMAT.md §5, unlink):
+/// retires it, raises the chain's sequence floor to `block_max_seq`, then moves the cursor to
+/// the next block. Returns the unlinked block and its generation, or `None` if the cursor block
+/// is the head or not fully merged.
+pub fn unlink_cursor_block(
+    alloc: &BlockAllocator,
+    c: ChainId,
+    block_max_seq: u64,
+) -> Result<Option<(BlockId, u32)>> {
+    let pool = alloc.pool();
+    let Some(cursor) = pool.chain_cursor(c)? else {
+        return Ok(None);
+    };
+    let tail = pool.block_tail(cursor)?;
+    let Some(next) = tail.next else {
+        return Ok(None);
+    };
+    if pool.block_merged(cursor)? < u64::from(tail.used) {
+        return Ok(None);
+    }
+    alloc.retire(cursor)?;
+    pool.set_chain_seq_floor(c, block_max_seq)?;
+    pool.set_chain_cursor(c, Some(next))?;
+    Ok(Some((cursor, pool.block_state(cursor)?.generation())))
+}

@@ -386,7 +386,7 @@ impl Pool {
     }
     pub fn block_identity(&self, b: BlockId) -> Result<BlockIdentity> {
         self.check_block(b)?;
-        let mut line = [0u8; 16];
+        let mut line = [0u8; 24];
         self.backend.read(self.layout.block_off(b).0, &mut line);
         Ok(BlockIdentity {
             magic: get_u32(&line, 8),

@@ -12,7 +12,7 @@
 //! mirror of a block holds exactly the bytes the pool holds below its committed `used`, plus the
 //! staged batch.
 
-use crate::entry::{Op, check_entry, encode_entry};
+use crate::entry::{Op, check_entry, encode_entry_append};
 use crate::error::AppendError;
 use crate::layout::Layout;
 use crate::pool::{HEADER_TAIL, Tail};
@@ -180,9 +180,7 @@ impl Staging {
             self.next.insert(Mirror::new(spare, 0))
         };
         let offset = target.end();
-        let start = target.bytes.len();
-        target.bytes.resize(start + len as usize, 0);
-        encode_entry(&mut target.bytes[start..], op, key, value, version);
+        encode_entry_append(&mut target.bytes, op, key, value, version);
         self.staged_entries += 1;
         Ok(EntryLoc {
             block: target.block,

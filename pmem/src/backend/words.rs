@@ -11,56 +11,65 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Reads `dst.len()` bytes at byte offset `off` of `words`.
 pub(crate) fn read(words: &[AtomicU64], off: u64, dst: &mut [u8]) {
-    let mut at = off;
-    let mut out = 0usize;
-    let end = off + dst.len() as u64;
-    while at < end {
-        let word_index = (at / 8) as usize;
-        let in_word = (at % 8) as usize;
-        let take = (8 - in_word).min((end - at) as usize);
-        let bytes = words[word_index].load(Ordering::Relaxed).to_le_bytes();
-        if take == 8 {
-            dst[out..out + 8].copy_from_slice(&bytes);
-        } else {
-            dst[out..out + take].copy_from_slice(&bytes[in_word..in_word + take]);
-        }
-        at += take as u64;
-        out += take;
+    let head = (((8 - off % 8) % 8) as usize).min(dst.len());
+    let (head_dst, rest) = dst.split_at_mut(head);
+    if head > 0 {
+        let bytes = words[(off / 8) as usize]
+            .load(Ordering::Relaxed)
+            .to_le_bytes();
+        let in_word = (off % 8) as usize;
+        head_dst.copy_from_slice(&bytes[in_word..in_word + head]);
+    }
+    let first = ((off + head as u64) / 8) as usize;
+    let n = rest.len() / 8;
+    let (body, tail) = rest.split_at_mut(n * 8);
+    for (w, chunk) in words[first..first + n].iter().zip(body.chunks_exact_mut(8)) {
+        chunk.copy_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
+    }
+    if !tail.is_empty() {
+        let bytes = words[first + n].load(Ordering::Relaxed).to_le_bytes();
+        let len = tail.len();
+        tail.copy_from_slice(&bytes[..len]);
     }
 }
 
 /// Writes `src` at byte offset `off` of `words`.
 pub(crate) fn write(words: &[AtomicU64], off: u64, src: &[u8]) {
-    let mut at = off;
-    let mut inp = 0usize;
-    let end = off + src.len() as u64;
-    while at < end {
-        let word_index = (at / 8) as usize;
-        let in_word = (at % 8) as usize;
-        let take = (8 - in_word).min((end - at) as usize);
-        if take == 8 {
-            let mut bytes = [0u8; 8];
-            bytes.copy_from_slice(&src[inp..inp + 8]);
-            words[word_index].store(u64::from_le_bytes(bytes), Ordering::Relaxed);
-        } else {
-            let word = &words[word_index];
-            let mut current = word.load(Ordering::Relaxed);
-            loop {
-                let mut bytes = current.to_le_bytes();
-                bytes[in_word..in_word + take].copy_from_slice(&src[inp..inp + take]);
-                match word.compare_exchange_weak(
-                    current,
-                    u64::from_le_bytes(bytes),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => break,
-                    Err(seen) => current = seen,
-                }
-            }
+    let head = (((8 - off % 8) % 8) as usize).min(src.len());
+    if head > 0 {
+        merge(&words[(off / 8) as usize], (off % 8) as usize, &src[..head]);
+    }
+    let rest = &src[head..];
+    let first = ((off + head as u64) / 8) as usize;
+    let n = rest.len() / 8;
+    let chunks = rest.chunks_exact(8);
+    let tail = chunks.remainder();
+    for (w, chunk) in words[first..first + n].iter().zip(chunks) {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        w.store(u64::from_le_bytes(bytes), Ordering::Relaxed);
+    }
+    if !tail.is_empty() {
+        merge(&words[first + n], 0, tail);
+    }
+}
+
+/// Replaces `bytes.len()` bytes of one word, starting at byte `at` of it, without disturbing
+/// the others even if another thread writes them concurrently.
+fn merge(word: &AtomicU64, at: usize, bytes: &[u8]) {
+    let mut current = word.load(Ordering::Relaxed);
+    loop {
+        let mut b = current.to_le_bytes();
+        b[at..at + bytes.len()].copy_from_slice(bytes);
+        match word.compare_exchange_weak(
+            current,
+            u64::from_le_bytes(b),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => return,
+            Err(seen) => current = seen,
         }
-        at += take as u64;
-        inp += take;
     }
 }
 
@@ -84,5 +93,34 @@ mod tests {
         read(&w, 0, &mut all);
         assert_eq!(&all[..3], &[0xAA; 3]);
         assert_eq!(&all[21..], &[0xAA; 43]);
+    }
+
+    #[test]
+    fn every_offset_and_length_round_trips() {
+        let w = words(6);
+        for off in 0..16u64 {
+            for len in 0..30usize {
+                write(&w, 0, &[0x11; 48]);
+                let src: Vec<u8> = (0..len as u8)
+                    .map(|i| i.wrapping_mul(7).wrapping_add(1))
+                    .collect();
+                write(&w, off, &src);
+                let mut all = [0u8; 48];
+                read(&w, 0, &mut all);
+                let o = off as usize;
+                assert!(
+                    all[..o].iter().all(|&b| b == 0x11),
+                    "before, off {off} len {len}"
+                );
+                assert_eq!(&all[o..o + len], &src[..], "off {off} len {len}");
+                assert!(
+                    all[o + len..].iter().all(|&b| b == 0x11),
+                    "after, off {off} len {len}"
+                );
+                let mut back = vec![0u8; len];
+                read(&w, off, &mut back);
+                assert_eq!(back, src);
+            }
+        }
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dinomo_pmem::entry::entry_len;
 use dinomo_pmem::log::{execute_plan, for_each_entry};
-use dinomo_pmem::{Backend, BlockId, MemBackend, Op, Pool, PoolConfig, Staging, Version};
+use dinomo_pmem::{BlockId, MemBackend, Op, Pool, PoolConfig, Staging, Version};
 
 const VALUE_LEN: usize = 1024;
 const KEY_LEN: usize = 16;

@@ -2,4 +2,5 @@
 //! memory-node server, and the KVS-node workers with their caches and Redis-compatible endpoint.
 
 pub mod cache;
+pub mod fabric;
 pub mod resp;

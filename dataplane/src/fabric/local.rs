@@ -1,0 +1,1 @@
+//! The `local` fabric: verbs executed on the pool mapping in this process.

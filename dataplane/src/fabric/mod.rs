@@ -1,0 +1,260 @@
+//! The fabric: one-sided verbs (READ, WRITE, CAS, FAA) from a KN worker core to the memory
+//! node's pool, plus a small two-sided RPC channel for what needs the MN's CPU.
+//!
+//! A [`QueuePair`] belongs to one worker core and is never shared (as RDMA queue pairs are not).
+//! Work requests are posted without blocking, singly or as one doorbell batch; completions are
+//! reaped by polling, each carrying its work-request id, a status and, for READ, CAS, FAA and RPC,
+//! its result. Verbs posted on one queue pair execute in order (a later WRITE never overtakes an
+//! earlier one), which the log's batch commit relies on; their completions may be reaped in any
+//! order. At most [`constants::QP_IN_FLIGHT_MAX`] requests are outstanding per queue pair.
+//!
+//! Backends: [`local`] (the pool mapped in this process, with optional injected round-trip delay
+//! and bandwidth cap), [`tcp`] (a verbs server on the MN, one connection per queue pair) and, with
+//! the `rdma` cargo feature, `rdma`. All of them pass the same conformance suite
+//! (`dataplane/tests/fabric_conformance.rs`).
+//!
+//! Every verb is checked on the serving side against the registered region (the whole pool):
+//! bounds, and 8-byte alignment for CAS and FAA. A bad verb completes with an error status; it
+//! never touches memory outside the region.
+
+pub mod constants;
+pub mod local;
+pub mod tcp;
+
+use std::fmt;
+
+use dinomo_pmem::PoolOffset;
+
+pub use constants::*;
+
+/// A work-request id, chosen by the poster and returned in its completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WrId(pub u64);
+
+/// One work request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verb {
+    /// Read `len` bytes at `remote`.
+    Read { remote: PoolOffset, len: u32 },
+    /// Write `data` at `remote`; with `persist`, the bytes are persistent (flushed to media) when
+    /// the completion arrives.
+    Write { remote: PoolOffset, data: Vec<u8>, persist: bool },
+    /// Compare-and-swap the 8-aligned word at `remote`; completes with the old value.
+    Cas { remote: PoolOffset, expected: u64, new: u64 },
+    /// Fetch-and-add on the 8-aligned word at `remote`; completes with the old value.
+    Faa { remote: PoolOffset, add: u64 },
+    /// A two-sided request to the MN's CPU; completes with the reply bytes.
+    Rpc { request: Vec<u8> },
+}
+
+impl Verb {
+    pub fn kind(&self) -> VerbKind {
+        match self {
+            Verb::Read { .. } => VerbKind::Read,
+            Verb::Write { .. } => VerbKind::Write,
+            Verb::Cas { .. } => VerbKind::Cas,
+            Verb::Faa { .. } => VerbKind::Faa,
+            Verb::Rpc { .. } => VerbKind::Rpc,
+        }
+    }
+}
+
+/// The kinds of verbs, for counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VerbKind {
+    Read = 0,
+    Write = 1,
+    Cas = 2,
+    Faa = 3,
+    Rpc = 4,
+}
+
+impl VerbKind {
+    pub const ALL: [VerbKind; 5] = [VerbKind::Read, VerbKind::Write, VerbKind::Cas, VerbKind::Faa, VerbKind::Rpc];
+    pub fn name(self) -> &'static str {
+        match self {
+            VerbKind::Read => "read",
+            VerbKind::Write => "write",
+            VerbKind::Cas => "cas",
+            VerbKind::Faa => "faa",
+            VerbKind::Rpc => "rpc",
+        }
+    }
+}
+
+/// Why a work request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerbError {
+    #[error("access [{offset:#x}, +{len}) is outside the registered region of {region} bytes")]
+    OutOfBounds { offset: u64, len: u64, region: u64 },
+    #[error("atomic at {0:#x} is not 8-byte aligned")]
+    Misaligned(u64),
+    #[error("request of {0} bytes exceeds the limit")]
+    TooLarge(u64),
+    #[error("the memory node refused the request: {0}")]
+    Refused(String),
+    #[error("the connection to the memory node is lost: {0}")]
+    Disconnected(String),
+}
+
+/// What a completed work request returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompletionData {
+    /// WRITE: nothing.
+    None,
+    /// READ: the bytes; RPC: the reply.
+    Bytes(Vec<u8>),
+    /// CAS and FAA: the word's old value.
+    Word(u64),
+}
+
+/// A completion: the request's id and its outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    pub wr: WrId,
+    pub kind: VerbKind,
+    pub result: Result<CompletionData, VerbError>,
+}
+
+/// Why a post was refused (nothing was sent).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PostError {
+    #[error("{in_flight} requests are in flight, the queue pair's limit")]
+    QueueFull { in_flight: usize },
+    #[error(transparent)]
+    Invalid(#[from] VerbError),
+    #[error("the queue pair is disconnected: {0}")]
+    Disconnected(String),
+}
+
+/// Per-queue-pair counters: verbs and bytes by kind, and doorbells (each doorbell is one round
+/// trip: the verbs it carries travel together).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QpCounters {
+    pub verbs: [u64; 5],
+    /// Payload bytes: READ and RPC reply bytes received, WRITE and RPC request bytes sent, 8 per
+    /// CAS and FAA.
+    pub bytes: [u64; 5],
+    pub doorbells: u64,
+    pub errors: u64,
+}
+
+impl QpCounters {
+    pub fn verbs_of(&self, kind: VerbKind) -> u64 {
+        self.verbs[kind as usize]
+    }
+    pub fn bytes_of(&self, kind: VerbKind) -> u64 {
+        self.bytes[kind as usize]
+    }
+    pub fn total_verbs(&self) -> u64 {
+        self.verbs.iter().sum()
+    }
+    /// Counts one posted verb.
+    pub fn count_post(&mut self, verb: &Verb) {
+        let kind = verb.kind();
+        self.verbs[kind as usize] += 1;
+        self.bytes[kind as usize] += match verb {
+            Verb::Write { data, .. } => data.len() as u64,
+            Verb::Rpc { request } => request.len() as u64,
+            Verb::Cas { .. } | Verb::Faa { .. } => 8,
+            Verb::Read { .. } => 0,
+        };
+    }
+    /// Counts one completion (READ and RPC bytes are counted when they arrive).
+    pub fn count_completion(&mut self, c: &Completion) {
+        match &c.result {
+            Ok(CompletionData::Bytes(b)) if c.kind == VerbKind::Read => {
+                self.bytes[VerbKind::Read as usize] += b.len() as u64
+            }
+            Ok(CompletionData::Bytes(b)) if c.kind == VerbKind::Rpc => {
+                self.bytes[VerbKind::Rpc as usize] += b.len() as u64
+            }
+            Ok(_) => {}
+            Err(_) => self.errors += 1,
+        }
+    }
+    /// Counters accumulated since `earlier`.
+    pub fn since(&self, earlier: &QpCounters) -> QpCounters {
+        let mut d = *self;
+        for i in 0..5 {
+            d.verbs[i] -= earlier.verbs[i];
+            d.bytes[i] -= earlier.bytes[i];
+        }
+        d.doorbells -= earlier.doorbells;
+        d.errors -= earlier.errors;
+        d
+    }
+}
+
+/// One worker core's connection to the memory node.
+pub trait QueuePair: Send + fmt::Debug {
+    /// Posts one request as its own doorbell.
+    fn post(&mut self, wr: WrId, verb: Verb) -> Result<(), PostError> {
+        self.post_batch(vec![(wr, verb)])
+    }
+    /// Posts several requests as one doorbell batch (one round trip). All or none are posted.
+    fn post_batch(&mut self, batch: Vec<(WrId, Verb)>) -> Result<(), PostError>;
+    /// Appends up to `max` completions to `out`; returns how many. Never blocks.
+    fn poll(&mut self, out: &mut Vec<Completion>, max: usize) -> usize;
+    /// Requests posted and not yet reaped.
+    fn in_flight(&self) -> usize;
+    /// Counters so far.
+    fn counters(&self) -> QpCounters;
+    /// The size of the registered region (the pool).
+    fn region_len(&self) -> u64;
+    /// When the next completion is due, if the backend knows (local fabric with delay): a worker
+    /// with nothing else to do may sleep until then.
+    fn next_due(&self) -> Option<std::time::Instant> {
+        None
+    }
+    /// A file descriptor that becomes readable when completions may be ready (TCP), so that an
+    /// idle worker can wait for it in its event loop instead of spinning.
+    fn wake_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+}
+
+/// Something that hands out queue pairs to worker cores.
+pub trait Fabric: Send + Sync + fmt::Debug {
+    /// A new queue pair (one per worker core).
+    fn connect(&self) -> Result<Box<dyn QueuePair>, VerbError>;
+    /// The backend's name ("local", "tcp", "rdma").
+    fn name(&self) -> &'static str;
+}
+
+/// The MN's side of the RPC channel: runs on the MN's RPC threads, never on a worker core.
+pub trait RpcHandler: Send + Sync + 'static {
+    /// Answers one request. Malformed requests get an error reply, never a panic.
+    fn handle(&self, request: &[u8]) -> Vec<u8>;
+}
+
+/// Blocks (polling) until the completion of `wr` arrives; other completions reaped meanwhile are
+/// returned in `others`. For slow paths only (start-up, control commands, tests).
+pub fn wait_for(qp: &mut dyn QueuePair, wr: WrId, others: &mut Vec<Completion>) -> Completion {
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        if qp.poll(&mut buf, 64) == 0 {
+            match qp.next_due() {
+                Some(due) => {
+                    let now = std::time::Instant::now();
+                    if due > now {
+                        std::thread::sleep((due - now).min(std::time::Duration::from_millis(1)));
+                    }
+                }
+                None => std::thread::yield_now(),
+            }
+        }
+        let mut found = None;
+        for c in buf.drain(..) {
+            if c.wr == wr && found.is_none() {
+                found = Some(c);
+            } else {
+                others.push(c);
+            }
+        }
+        if let Some(c) = found {
+            return c;
+        }
+    }
+}

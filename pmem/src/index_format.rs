@@ -67,6 +67,13 @@ impl Slot {
     }
 }
 
+/// The 16-bit tag of table version `version` carried by its link words: never 0, so zeroed
+/// memory never looks like a bucket of any table.
+#[inline]
+pub const fn version_tag(version: u64) -> u16 {
+    (version.wrapping_sub(1) % 0xFFFF + 1) as u16
+}
+
 /// Builds a link word for a table of version `version`.
 #[inline]
 pub const fn link_word(version: u64, next: Option<PoolOffset>) -> u64 {
@@ -74,7 +81,7 @@ pub const fn link_word(version: u64, next: Option<PoolOffset>) -> u64 {
         Some(o) => (o.0 / 8) & OFFSET_MASK,
         None => 0,
     };
-    ((version & TAG_MASK) << TAG_SHIFT) | off
+    ((version_tag(version) as u64) << TAG_SHIFT) | off
 }
 
 /// A decoded link word.
@@ -104,7 +111,7 @@ impl Link {
     /// Whether this link belongs to a table of version `version`.
     #[inline]
     pub const fn belongs_to(&self, version: u64) -> bool {
-        self.version_tag == (version & TAG_MASK) as u16
+        self.version_tag == version_tag(version)
     }
 }
 
@@ -184,7 +191,10 @@ mod tests {
         assert!(s.frozen);
         assert!(Slot::decode(0).target.is_none());
         let l = Link::decode(link_word(0x1_0003, Some(PoolOffset(4096))) | MIGRATED);
-        assert!(l.migrated && !l.frozen && l.belongs_to(3) && l.next == Some(PoolOffset(4096)));
+        assert!(l.migrated && !l.frozen && l.belongs_to(0x1_0003) && l.next == Some(PoolOffset(4096)));
+        assert!(!l.belongs_to(3));
+        assert_ne!(version_tag(0xFFFF), 0);
+        assert_eq!(version_tag(1), version_tag(0x1_0000));
     }
 
     #[test]

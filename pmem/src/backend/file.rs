@@ -7,6 +7,11 @@
 //! durability setting) a persist does nothing: the data still survives a crash of the process,
 //! because the kernel owns the pages of a shared file mapping, but not a power loss.
 //!
+//! With `msync`, a flush only records the pages to write back and the next fence writes them all,
+//! coalesced, so that the many small flushes of a merge batch cost a few system calls, not one
+//! each. A fence holds the record's lock while it syncs, so a fence that returns has synced every
+//! page flushed before it, whichever thread flushed it.
+//!
 //! An `msync` failure cannot be returned through the [`Backend`] trait; it is recorded and
 //! every later call to [`FileBackend::failure`] reports it, so the owner stops taking writes.
 
@@ -74,6 +79,8 @@ pub struct FileBackend {
     len: u64,
     method: FlushMethod,
     failure: Mutex<Option<String>>,
+    /// Page ranges flushed but not yet synced (`msync` method), bounded by coalescing.
+    pending: Mutex<Vec<(u64, u64)>>,
 }
 
 // SAFETY: the mapping is shared memory that is only accessed through atomic words (see
@@ -184,6 +191,7 @@ impl FileBackend {
             len,
             method,
             failure: Mutex::new(None),
+            pending: Mutex::new(Vec::new()),
         })
     }
 
@@ -210,12 +218,48 @@ impl FileBackend {
         }
     }
 
+    /// Writes back every recorded page range (the caller holds the record's lock).
+    fn sync_pending(&self, pending: &mut Vec<(u64, u64)>) {
+        coalesce(pending);
+        for (start, end) in pending.drain(..) {
+            // SAFETY: [start, end) lies inside the mapping (page-aligned, clamped to len when it
+            // was recorded).
+            let rc = unsafe {
+                libc::msync(
+                    self.base.add(start as usize).cast(),
+                    (end - start) as usize,
+                    libc::MS_SYNC,
+                )
+            };
+            if rc != 0 {
+                let err = std::io::Error::last_os_error();
+                self.record_failure(format!("msync of {}: {err}", self.path.display()));
+            }
+        }
+    }
+
     fn record_failure(&self, what: String) {
         let mut slot = self.failure.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
             *slot = Some(what);
         }
     }
+}
+
+/// Flushed page ranges kept before they are coalesced.
+const MSYNC_PENDING_MAX: usize = 4096;
+
+/// Sorts and merges overlapping or adjacent ranges.
+fn coalesce(ranges: &mut Vec<(u64, u64)>) {
+    ranges.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for &(s, e) in ranges.iter() {
+        match out.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    *ranges = out;
 }
 
 /// Maps the file shared; tries `MAP_SYNC` first when persisting, to detect DAX.
@@ -345,19 +389,17 @@ impl Backend for FileBackend {
             FlushMethod::None => {}
             FlushMethod::Msync => {
                 let start = off / PAGE * PAGE;
-                let end = (off + len).div_ceil(PAGE) * PAGE;
-                let end = end.min(self.len);
-                // SAFETY: [start, end) lies inside the mapping (page-aligned, clamped to len).
-                let rc = unsafe {
-                    libc::msync(
-                        self.base.add(start as usize).cast(),
-                        (end - start) as usize,
-                        libc::MS_SYNC,
-                    )
-                };
-                if rc != 0 {
-                    let err = std::io::Error::last_os_error();
-                    self.record_failure(format!("msync of {}: {err}", self.path.display()));
+                let end = ((off + len).div_ceil(PAGE) * PAGE).min(self.len);
+                let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+                match pending.last_mut() {
+                    Some(last) if start <= last.1 && end >= last.0 => {
+                        *last = (last.0.min(start), last.1.max(end));
+                    }
+                    _ => pending.push((start, end)),
+                }
+                if pending.len() >= MSYNC_PENDING_MAX {
+                    // Too many scattered pages: write them back now rather than grow the record.
+                    self.sync_pending(&mut pending);
                 }
             }
             FlushMethod::Clwb | FlushMethod::Clflushopt | FlushMethod::Clflush => {
@@ -381,7 +423,11 @@ impl Backend for FileBackend {
                     std::arch::x86_64::_mm_sfence()
                 };
             }
-            FlushMethod::None | FlushMethod::Msync => fence(Ordering::SeqCst),
+            FlushMethod::Msync => {
+                let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+                self.sync_pending(&mut pending);
+            }
+            FlushMethod::None => fence(Ordering::SeqCst),
         }
     }
     fn persists(&self) -> bool {

@@ -132,7 +132,7 @@ fn bench_append(c: &mut Criterion) {
             let mut n = 0u64;
             for_each_entry(&pool, BlockId(2), 0, used, &mut buf, |_, e| {
                 n += e.value.len() as u64;
-                Ok(())
+                Ok::<(), dinomo_pmem::PoolError>(())
             })
             .expect("scan");
             assert_eq!(n, count * VALUE_LEN as u64);

@@ -191,7 +191,9 @@ mod tests {
         assert!(s.frozen);
         assert!(Slot::decode(0).target.is_none());
         let l = Link::decode(link_word(0x1_0003, Some(PoolOffset(4096))) | MIGRATED);
-        assert!(l.migrated && !l.frozen && l.belongs_to(0x1_0003) && l.next == Some(PoolOffset(4096)));
+        assert!(
+            l.migrated && !l.frozen && l.belongs_to(0x1_0003) && l.next == Some(PoolOffset(4096))
+        );
         assert!(!l.belongs_to(3));
         assert_ne!(version_tag(0xFFFF), 0);
         assert_eq!(version_tag(1), version_tag(0x1_0000));

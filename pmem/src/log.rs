@@ -107,14 +107,14 @@ pub fn read_entry_area(
 
 /// Calls `f(block, offset, entry)` for every entry of `b` in `[from, to)`, oldest first.
 /// A damaged entry below the tail is corruption.
-pub fn for_each_entry(
+pub fn for_each_entry<E: From<PoolError>>(
     pool: &Pool,
     b: BlockId,
     from: u64,
     to: u64,
     buf: &mut Vec<u8>,
-    mut f: impl FnMut(u64, &Entry<'_>) -> Result<()>,
-) -> Result<()> {
+    mut f: impl FnMut(u64, &Entry<'_>) -> Result<(), E>,
+) -> Result<(), E> {
     read_entry_area(pool, b, from, to, buf)?;
     for item in EntryIter::new(buf, from) {
         match item {
@@ -122,7 +122,8 @@ pub fn for_each_entry(
             Err((offset, e)) => {
                 return Err(PoolError::Corrupt(format!(
                     "{b} offset {offset}, below the committed tail: {e}"
-                )));
+                ))
+                .into());
             }
         }
     }
@@ -142,7 +143,7 @@ pub fn chain_max_seq(pool: &Pool, c: ChainId, blocks: &[ChainBlock]) -> Result<u
             &mut buf,
             |_, e| {
                 max = max.max(e.version.seq);
-                Ok(())
+                Ok::<(), PoolError>(())
             },
         )?;
     }

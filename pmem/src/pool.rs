@@ -29,6 +29,7 @@ pub const HEADER_MAGIC: u64 = 8;
 pub const HEADER_MERGED: u64 = 64;
 pub const HEADER_INSTALLED: u64 = 72;
 pub const HEADER_SUPERSEDED: u64 = 80;
+pub const HEADER_MERGED_SEQ: u64 = 88;
 
 /// A block's `tail` word: committed bytes and the link to the next-newer block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -413,11 +414,22 @@ impl Pool {
             .backend
             .load(self.layout.block_off(b).0 + HEADER_MERGED))
     }
-    /// Records merge progress in block `b` and persists it.
-    pub fn set_block_merged(&self, b: BlockId, merged: u64) -> Result<()> {
+    /// Records merge progress in block `b`: the sequence number of the last merged entry, then
+    /// the merged offset, each persisted (a crash between them leaves an old `merged`, which
+    /// only makes the merge repeat idempotent work).
+    pub fn set_block_merged(&self, b: BlockId, merged: u64, last_seq: u64) -> Result<()> {
         self.check_block(b)?;
-        self.store_persist(self.layout.block_off(b).0 + HEADER_MERGED, merged);
+        let base = self.layout.block_off(b).0;
+        self.store_persist(base + HEADER_MERGED_SEQ, last_seq);
+        self.store_persist(base + HEADER_MERGED, merged);
         Ok(())
+    }
+    /// The sequence number of block `b`'s last merged entry.
+    pub fn block_merged_seq(&self, b: BlockId) -> Result<u64> {
+        self.check_block(b)?;
+        Ok(self
+            .backend
+            .load(self.layout.block_off(b).0 + HEADER_MERGED_SEQ))
     }
     /// Offset of one of block `b`'s counters (`HEADER_INSTALLED` or `HEADER_SUPERSEDED`).
     pub fn block_counter_off(&self, b: BlockId, field: u64) -> PoolOffset {

@@ -75,7 +75,7 @@ fn scan(pool: &Pool) -> Vec<Record> {
             &mut buf,
             |_, e| {
                 out.push((e.op, e.key.to_vec(), e.value.to_vec(), e.version.seq));
-                Ok(())
+                Ok::<(), dinomo_pmem::PoolError>(())
             },
         )
         .expect("no torn or corrupt entry below a persisted tail");

@@ -56,7 +56,7 @@ fn scan(pool: &Pool, c: ChainId) -> Vec<(Op, Vec<u8>, Vec<u8>, u64)> {
             &mut buf,
             |_, e| {
                 out.push((e.op, e.key.to_vec(), e.value.to_vec(), e.version.seq));
-                Ok(())
+                Ok::<(), dinomo_pmem::PoolError>(())
             },
         )
         .expect("scan");
@@ -142,7 +142,7 @@ proptest! {
                 2 => {
                     let blocks = walk_chain(&pool, c).expect("walk");
                     for cb in &blocks {
-                        pool.set_block_merged(cb.block, u64::from(cb.tail.used)).expect("merged");
+                        pool.set_block_merged(cb.block, u64::from(cb.tail.used), 0).expect("merged");
                     }
                     while let Some((b, generation)) = unlink_cursor_block(&alloc, c, 0).expect("unlink") {
                         prop_assert!(alloc.free_retired(b, generation).expect("free"));

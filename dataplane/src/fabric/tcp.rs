@@ -1,1 +1,0 @@
-//! The `tcp` fabric: a verbs server on the memory node and one connection per queue pair.

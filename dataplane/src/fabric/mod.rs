@@ -19,6 +19,9 @@
 
 pub mod constants;
 pub mod local;
+#[cfg(feature = "rdma")]
+pub mod rdma;
+pub mod rpc;
 pub mod tcp;
 
 use std::fmt;

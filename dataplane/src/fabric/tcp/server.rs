@@ -1,0 +1,1199 @@
+//! The MN side of the tcp fabric: the verbs server and its io_uring network loop.
+//!
+//! One loop thread owns the listener, every connection and the ring. It keeps at most one
+//! receive and one send in flight per connection, an accept on the listener and a read on an
+//! eventfd that the RPC threads signal when they have pushed a reply into the loop's channel. A
+//! connection's frames are decoded and executed in arrival order as soon as a receive completes;
+//! one-sided verbs run inline on the pool (they are copies and single atomics), RPCs go to the
+//! RPC thread pool and their replies are sent when they come back.
+//!
+//! Memory safety with io_uring rests on one rule: a buffer named by an operation in flight is
+//! neither touched, resized nor freed until that operation's completion has been reaped. Each
+//! connection records which of its two operations are in flight; the code that parses `input`
+//! runs only when no receive is in flight, `sending` is only swapped when no send is in flight,
+//! and a connection is freed only when both have completed (closing one cancels them first). The
+//! eventfd's buffer lives as long as the loop, which cancels its read and reaps it before
+//! returning; if the ring itself fails, the loop leaks its buffers rather than free memory the
+//! kernel might still write.
+//!
+//! Each connection moves through `Hello` (only a HELLO frame of bounded size is accepted, within
+//! the handshake timeout), `Ready` (verbs), `Draining` (a CLOSE frame is flushed, the write side
+//! shut, and input discarded until the peer closes or the drain timeout passes) and `Closing`
+//! (waiting for cancelled operations). Nothing a peer sends can make the loop panic or touch
+//! another connection; the worst it can do is be dropped.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use dinomo_pmem::SharedBackend;
+use io_uring::{IoUring, opcode, squeue, types};
+
+use super::frame::{self, CloseCode, Request};
+use super::{
+    TCP_CLOSING_MAX, TCP_CONN_RPCS_DEFAULT, TCP_CONNECTIONS_DEFAULT, TCP_CONNECTIONS_MAX,
+    TCP_DRAIN_TIMEOUT, TCP_HANDSHAKE_TIMEOUT_DEFAULT, TCP_OUTPUT_PENDING_BYTES_MAX,
+    TCP_RECV_CHUNK_BYTES, TCP_STALL_TIMEOUT_DEFAULT, TCP_TICK,
+};
+use crate::fabric::local::{check_range, execute_cas, execute_faa, execute_write};
+use crate::fabric::rpc::{HandlerService, RPC_THREADS_DEFAULT, RpcPool};
+use crate::fabric::{RPC_BYTES_MAX, RpcHandler, VerbError, VerbKind};
+
+/// Configuration of a [`TcpServer`].
+#[derive(Clone)]
+pub struct TcpServerConfig {
+    /// Where to listen (`127.0.0.1:0` picks a free port; see [`TcpServer::local_addr`]).
+    pub bind: SocketAddr,
+    /// The cluster token a client must show (1 to 256 bytes).
+    pub token: Vec<u8>,
+    /// Connections served at once; more are refused with a CLOSE frame.
+    pub connections_max: usize,
+    /// RPCs in flight per connection before the server stops reading its requests.
+    pub conn_rpcs_max: usize,
+    /// MN RPC threads (started only with a handler).
+    pub rpc_threads: usize,
+    /// Time a connection has for its handshake.
+    pub handshake_timeout: Duration,
+    /// Time a connection may sit mid-frame or not read its responses.
+    pub stall_timeout: Duration,
+}
+
+impl TcpServerConfig {
+    /// The defaults, listening on `bind` and requiring `token`.
+    pub fn new(bind: SocketAddr, token: impl Into<Vec<u8>>) -> TcpServerConfig {
+        TcpServerConfig {
+            bind,
+            token: token.into(),
+            connections_max: TCP_CONNECTIONS_DEFAULT,
+            conn_rpcs_max: TCP_CONN_RPCS_DEFAULT,
+            rpc_threads: RPC_THREADS_DEFAULT,
+            handshake_timeout: TCP_HANDSHAKE_TIMEOUT_DEFAULT,
+            stall_timeout: TCP_STALL_TIMEOUT_DEFAULT,
+        }
+    }
+
+    fn validate(&self) -> Result<(), TcpServerError> {
+        let bad = |m: String| Err(TcpServerError::Config(m));
+        if self.token.is_empty() || self.token.len() > frame::TOKEN_BYTES_MAX {
+            return bad(format!(
+                "the cluster token must be 1 to {} bytes",
+                frame::TOKEN_BYTES_MAX
+            ));
+        }
+        if !(1..=TCP_CONNECTIONS_MAX).contains(&self.connections_max) {
+            return bad(format!(
+                "connections_max must be 1 to {TCP_CONNECTIONS_MAX}"
+            ));
+        }
+        if !(1..=crate::fabric::QP_IN_FLIGHT_MAX).contains(&self.conn_rpcs_max) {
+            return bad("conn_rpcs_max must be 1 to QP_IN_FLIGHT_MAX".into());
+        }
+        if self.handshake_timeout.is_zero() || self.stall_timeout.is_zero() {
+            return bad("timeouts must not be zero".into());
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for TcpServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a secret: never print it.
+        f.debug_struct("TcpServerConfig")
+            .field("bind", &self.bind)
+            .field("connections_max", &self.connections_max)
+            .field("conn_rpcs_max", &self.conn_rpcs_max)
+            .field("rpc_threads", &self.rpc_threads)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("stall_timeout", &self.stall_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TcpServerError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("cannot listen: {0}")]
+    Listen(io::Error),
+    #[error("cannot set up io_uring: {0}")]
+    Ring(io::Error),
+    #[error("cannot start a thread: {0}")]
+    Thread(io::Error),
+}
+
+/// What a server has seen so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpServerCounters {
+    /// Connections accepted into a slot (including those later dropped).
+    pub accepted: u64,
+    /// Connections refused because the server was at its limit.
+    pub refused: u64,
+    /// Handshakes that succeeded.
+    pub authenticated: u64,
+    /// Connections the server dropped: bad handshake, wrong token, garbage, timeouts.
+    pub dropped: u64,
+    /// Connections that ended because the peer closed or failed.
+    pub peer_closed: u64,
+    /// Connections open now (handshaking or ready).
+    pub open: u64,
+}
+
+#[derive(Default)]
+struct Stats {
+    accepted: AtomicU64,
+    refused: AtomicU64,
+    authenticated: AtomicU64,
+    dropped: AtomicU64,
+    peer_closed: AtomicU64,
+    open: AtomicU64,
+}
+
+impl Stats {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// An eventfd: RPC threads signal it, the loop keeps a read on it in the ring.
+struct EventFd(File);
+
+impl EventFd {
+    fn new() -> io::Result<EventFd> {
+        // SAFETY: eventfd takes no pointers; it returns a new descriptor or -1.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by eventfd, is open, and nothing else owns it.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(EventFd(File::from(owned)))
+    }
+
+    fn signal(&self) {
+        // Adding 1 to the counter cannot block until it nears u64::MAX, which the loop's reads
+        // (each resets it) keep far away; a failure only delays the loop to its next tick.
+        let _ = (&self.0).write(&1u64.to_ne_bytes());
+    }
+
+    fn raw(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+/// A running verbs server; dropping it shuts it down.
+pub struct TcpServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    wake: Arc<EventFd>,
+    stats: Arc<Stats>,
+    failure: Arc<Mutex<Option<String>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for TcpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpServer")
+            .field("addr", &self.addr)
+            .field("counters", &self.counters())
+            .finish()
+    }
+}
+
+impl TcpServer {
+    /// Binds, sets up the ring and starts the loop thread serving `backend`; RPCs go to
+    /// `handler` (without one, they complete with `Refused`).
+    pub fn start(
+        backend: SharedBackend,
+        handler: Option<Arc<dyn RpcHandler>>,
+        config: TcpServerConfig,
+    ) -> Result<TcpServer, TcpServerError> {
+        config.validate()?;
+        let listener = TcpListener::bind(config.bind).map_err(TcpServerError::Listen)?;
+        let addr = listener.local_addr().map_err(TcpServerError::Listen)?;
+        let slots = config.connections_max + TCP_CLOSING_MAX;
+        // Each slot has at most a receive, a send and two cancels in flight; the listener and
+        // the eventfd two more operations and their cancels.
+        let entries = (4 * slots + 8).next_power_of_two().min(1 << 14) as u32;
+        let ring = IoUring::new(entries).map_err(TcpServerError::Ring)?;
+        let wake = Arc::new(EventFd::new().map_err(TcpServerError::Ring)?);
+        let pool = match handler {
+            Some(h) => Some(
+                RpcPool::start(
+                    Arc::new(HandlerService(h)),
+                    config.rpc_threads,
+                    config.connections_max * config.conn_rpcs_max,
+                )
+                .map_err(TcpServerError::Thread)?,
+            ),
+            None => None,
+        };
+        let reply_capacity = config.connections_max * config.conn_rpcs_max;
+        let (reply_tx, replies) = crossbeam_channel::bounded(reply_capacity);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(Stats::default());
+        let failure = Arc::new(Mutex::new(None));
+        let region_len = backend.len();
+        let mut server = Loop {
+            ring,
+            listener: Some(listener),
+            accept_in_flight: false,
+            accept_retry_at: None,
+            wake_buf: Box::new([0; 8]),
+            wake_in_flight: false,
+            conns: (0..slots).map(|_| None).collect(),
+            free: (0..slots).rev().collect(),
+            next_gen: 1,
+            open: 0,
+            ctx: Ctx {
+                backend,
+                region_len,
+                token: config.token.clone(),
+                pool,
+                reply_tx,
+                rpcs_total: 0,
+                reply_capacity,
+                wake: Arc::clone(&wake),
+                conn_rpcs_max: config.conn_rpcs_max,
+            },
+            replies,
+            config,
+            stop: Arc::clone(&stop),
+            stopping: false,
+            stats: Arc::clone(&stats),
+            next_tick: Instant::now() + TCP_TICK,
+        };
+        let failure_in_loop = Arc::clone(&failure);
+        let thread = std::thread::Builder::new()
+            .name("dinomo-mn-tcp".into())
+            .spawn(move || {
+                if let Err(e) = server.run() {
+                    *failure_in_loop
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(e.to_string());
+                    // Operations may still be in flight in a ring that no longer works: leak
+                    // the buffers they name rather than free memory the kernel might write.
+                    server.leak_buffers();
+                }
+            })
+            .map_err(TcpServerError::Thread)?;
+        Ok(TcpServer {
+            addr,
+            stop,
+            wake,
+            stats,
+            failure,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What the server has seen so far.
+    pub fn counters(&self) -> TcpServerCounters {
+        let s = &self.stats;
+        TcpServerCounters {
+            accepted: s.accepted.load(Ordering::Relaxed),
+            refused: s.refused.load(Ordering::Relaxed),
+            authenticated: s.authenticated.load(Ordering::Relaxed),
+            dropped: s.dropped.load(Ordering::Relaxed),
+            peer_closed: s.peer_closed.load(Ordering::Relaxed),
+            open: s.open.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Why the loop stopped on its own (an io_uring failure), if it did; the server then serves
+    /// nothing until it is restarted.
+    pub fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Closes every connection and the listener, stops the RPC threads and waits for the loop.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        self.wake.signal();
+        if let Some(thread) = self.thread.take() {
+            // The loop catches nothing that could panic from a peer; a join error would be a
+            // bug in the loop, and the server is stopped either way.
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for TcpServer {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// What an operation in the ring is, in the low byte of its user data.
+mod op {
+    pub const ACCEPT: u64 = 1;
+    pub const WAKE: u64 = 2;
+    pub const RECV: u64 = 3;
+    pub const SEND: u64 = 4;
+    pub const CANCEL: u64 = 5;
+}
+
+/// User data of a connection's operation: generation, slot and kind, so that a completion can
+/// never be attributed to a later connection in the same slot.
+fn user_data(slot: usize, generation: u32, kind: u64) -> u64 {
+    (u64::from(generation) << 32) | ((slot as u64) << 8) | kind
+}
+
+fn split_user_data(data: u64) -> (usize, u32, u64) {
+    (
+        ((data >> 8) & 0xff_ffff) as usize,
+        (data >> 32) as u32,
+        data & 0xff,
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Hello,
+    Ready,
+    Draining,
+    Closing,
+}
+
+struct Conn {
+    stream: TcpStream,
+    generation: u32,
+    state: State,
+    /// Received bytes `input[in_start..in_end]` not yet decoded; the vector's length is what a
+    /// receive may fill.
+    input: Vec<u8>,
+    in_start: usize,
+    in_end: usize,
+    /// The bytes of the send in flight (`sending[sent..]` remain) and those queued behind it.
+    sending: Vec<u8>,
+    sent: usize,
+    queued: Vec<u8>,
+    recv_in_flight: bool,
+    send_in_flight: bool,
+    /// Request decoding waits for output to drain or for an RPC slot.
+    paused: bool,
+    write_shut: bool,
+    rpcs_in_flight: usize,
+    /// Counted in `Loop::open` (handshaking or ready, not a refusal being flushed).
+    counted: bool,
+    opened_at: Instant,
+    recv_progress_at: Instant,
+    send_progress_at: Instant,
+    drain_deadline: Instant,
+}
+
+impl Conn {
+    fn output_pending(&self) -> usize {
+        self.sending.len() - self.sent + self.queued.len()
+    }
+}
+
+/// What the frame handlers need besides the connection: split from `Loop` so that a frame can
+/// be handled while the connection is borrowed.
+struct Ctx {
+    backend: SharedBackend,
+    region_len: u64,
+    token: Vec<u8>,
+    pool: Option<RpcPool>,
+    reply_tx: Sender<RpcDone>,
+    /// RPCs submitted and not yet drained from the reply channel (over all connections, also
+    /// those of connections closed meanwhile); never more than `reply_capacity`, so an RPC
+    /// thread's `try_send` cannot find the channel full.
+    rpcs_total: usize,
+    reply_capacity: usize,
+    wake: Arc<EventFd>,
+    conn_rpcs_max: usize,
+}
+
+struct RpcDone {
+    slot: usize,
+    generation: u32,
+    wr: u64,
+    result: Result<Vec<u8>, VerbError>,
+}
+
+/// The outcome of handling one frame.
+enum Step {
+    Next,
+    /// Stop decoding without consuming the frame (no RPC slot free).
+    Pause,
+    /// Drop the connection with this CLOSE frame.
+    Fail(CloseCode, String),
+}
+
+struct Loop {
+    ring: IoUring,
+    listener: Option<TcpListener>,
+    accept_in_flight: bool,
+    accept_retry_at: Option<Instant>,
+    wake_buf: Box<[u8; 8]>,
+    wake_in_flight: bool,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    next_gen: u32,
+    /// Connections handshaking or ready.
+    open: usize,
+    ctx: Ctx,
+    replies: Receiver<RpcDone>,
+    config: TcpServerConfig,
+    stop: Arc<AtomicBool>,
+    stopping: bool,
+    stats: Arc<Stats>,
+    next_tick: Instant,
+}
+
+impl Loop {
+    fn run(&mut self) -> io::Result<()> {
+        self.arm_accept()?;
+        self.arm_wake()?;
+        let mut completions: Vec<(u64, i32)> = Vec::with_capacity(256);
+        loop {
+            if self.stop.load(Ordering::Acquire) && !self.stopping {
+                self.begin_stop()?;
+            }
+            if self.stopping && self.quiet() {
+                return Ok(());
+            }
+            let wait = types::Timespec::from(TCP_TICK);
+            let args = types::SubmitArgs::new().timespec(&wait);
+            match self.ring.submitter().submit_with_args(1, &args) {
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+            completions.clear();
+            completions.extend(
+                self.ring
+                    .completion()
+                    .map(|cqe| (cqe.user_data(), cqe.result())),
+            );
+            for &(data, result) in &completions {
+                self.complete(data, result)?;
+            }
+            let now = Instant::now();
+            if now >= self.next_tick {
+                self.next_tick = now + TCP_TICK;
+                self.tick(now)?;
+            }
+        }
+    }
+
+    /// Whether nothing is left in flight after a stop.
+    fn quiet(&self) -> bool {
+        !self.accept_in_flight && !self.wake_in_flight && self.conns.iter().all(Option::is_none)
+    }
+
+    /// Pushes one entry, submitting first if the queue is full.
+    ///
+    /// # Safety
+    ///
+    /// Every buffer the entry names must stay valid, and must not be read or written by this
+    /// process, until the entry's completion has been reaped.
+    unsafe fn push(&mut self, entry: &squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: the caller guarantees the entry's buffers outlive its completion.
+            let pushed = unsafe { self.ring.submission().push(entry) };
+            if pushed.is_ok() {
+                return Ok(());
+            }
+            self.ring.submit()?;
+        }
+    }
+
+    fn arm_accept(&mut self) -> io::Result<()> {
+        if self.accept_in_flight || self.stopping {
+            return Ok(());
+        }
+        let Some(listener) = &self.listener else {
+            return Ok(());
+        };
+        let entry = opcode::Accept::new(
+            types::Fd(listener.as_raw_fd()),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+        .flags(libc::SOCK_CLOEXEC)
+        .build()
+        .user_data(op::ACCEPT);
+        // SAFETY: the accept names no buffer (null address and length pointers), and the
+        // listener stays open until the accept has completed (it is dropped only after).
+        unsafe { self.push(&entry) }?;
+        self.accept_in_flight = true;
+        Ok(())
+    }
+
+    fn arm_wake(&mut self) -> io::Result<()> {
+        if self.wake_in_flight || self.stopping {
+            return Ok(());
+        }
+        let entry = opcode::Read::new(
+            types::Fd(self.ctx.wake.raw()),
+            self.wake_buf.as_mut_ptr(),
+            8,
+        )
+        .build()
+        .user_data(op::WAKE);
+        // SAFETY: `wake_buf` is a heap box owned by the loop, used by nothing but this read;
+        // the loop only returns after the read completed (it is cancelled on stop), and leaks
+        // the box if the ring fails.
+        unsafe { self.push(&entry) }?;
+        self.wake_in_flight = true;
+        Ok(())
+    }
+
+    fn cancel(&mut self, target: u64) -> io::Result<()> {
+        let entry = opcode::AsyncCancel::new(target)
+            .build()
+            .user_data(op::CANCEL);
+        // SAFETY: a cancel names no buffer, only the user data of the operation to cancel.
+        unsafe { self.push(&entry) }
+    }
+
+    fn begin_stop(&mut self) -> io::Result<()> {
+        self.stopping = true;
+        if self.accept_in_flight {
+            self.cancel(op::ACCEPT)?;
+        }
+        if self.wake_in_flight {
+            self.cancel(op::WAKE)?;
+        }
+        for slot in 0..self.conns.len() {
+            if self.conns[slot].is_some() {
+                self.close_now(slot)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn complete(&mut self, data: u64, result: i32) -> io::Result<()> {
+        let (slot, generation, kind) = split_user_data(data);
+        match kind {
+            op::ACCEPT => self.accepted(result),
+            op::WAKE => {
+                self.wake_in_flight = false;
+                self.drain_replies()?;
+                self.arm_wake()
+            }
+            op::RECV | op::SEND => {
+                let live = self
+                    .conns
+                    .get(slot)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|c| c.generation == generation);
+                if !live {
+                    // Operations of freed connections have all completed before the free, so
+                    // this cannot happen; ignore rather than act on a stranger.
+                    return Ok(());
+                }
+                if kind == op::RECV {
+                    self.received(slot, result)
+                } else {
+                    self.sent(slot, result)
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn accepted(&mut self, result: i32) -> io::Result<()> {
+        self.accept_in_flight = false;
+        if result < 0 {
+            match -result {
+                libc::ECANCELED => {}
+                // Out of descriptors or memory: accepting again at once would spin.
+                libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
+                    self.accept_retry_at = Some(Instant::now() + TCP_TICK);
+                }
+                _ => self.arm_accept()?,
+            }
+            return Ok(());
+        }
+        // SAFETY: a successful accept returns a new descriptor that nothing else owns.
+        let stream = TcpStream::from(unsafe { OwnedFd::from_raw_fd(result) });
+        self.arm_accept()?;
+        if self.stopping {
+            return Ok(());
+        }
+        let refuse = self.open >= self.config.connections_max;
+        let in_use = self.conns.len() - self.free.len();
+        let closing = in_use - self.open;
+        let slot = if refuse && closing >= TCP_CLOSING_MAX {
+            None
+        } else {
+            self.free.pop()
+        };
+        let Some(slot) = slot else {
+            // No slot to flush a CLOSE frame from: close without a word.
+            Stats::bump(&self.stats.refused);
+            return Ok(());
+        };
+        // The server answers with small frames and wants them out at once.
+        let _ = stream.set_nodelay(true);
+        let now = Instant::now();
+        let generation = self.next_gen;
+        self.next_gen = self.next_gen.wrapping_add(1).max(1);
+        let mut conn = Conn {
+            stream,
+            generation,
+            state: State::Hello,
+            input: vec![0; TCP_RECV_CHUNK_BYTES],
+            in_start: 0,
+            in_end: 0,
+            sending: Vec::new(),
+            sent: 0,
+            queued: Vec::new(),
+            recv_in_flight: false,
+            send_in_flight: false,
+            paused: false,
+            write_shut: false,
+            rpcs_in_flight: 0,
+            counted: !refuse,
+            opened_at: now,
+            recv_progress_at: now,
+            send_progress_at: now,
+            drain_deadline: now,
+        };
+        if refuse {
+            Stats::bump(&self.stats.refused);
+            frame::put_close(
+                &mut conn.queued,
+                CloseCode::TooManyConnections,
+                &format!(
+                    "the memory node serves at most {} connections",
+                    self.config.connections_max
+                ),
+            );
+            conn.state = State::Draining;
+            conn.drain_deadline = now + TCP_DRAIN_TIMEOUT;
+        } else {
+            self.open += 1;
+            Stats::bump(&self.stats.accepted);
+            self.stats.open.store(self.open as u64, Ordering::Relaxed);
+        }
+        self.conns[slot] = Some(conn);
+        self.arm(slot)
+    }
+
+    fn received(&mut self, slot: usize, result: i32) -> io::Result<()> {
+        let Some(conn) = self.conns[slot].as_mut() else {
+            return Ok(());
+        };
+        conn.recv_in_flight = false;
+        match conn.state {
+            State::Closing => return self.free_if_done(slot),
+            State::Draining => {
+                // Input after a CLOSE is discarded; end of input ends the drain.
+                conn.in_start = 0;
+                conn.in_end = 0;
+                if result <= 0 && result != -libc::EINTR {
+                    return self.close_now(slot);
+                }
+                return self.arm(slot);
+            }
+            State::Hello | State::Ready => {}
+        }
+        if result > 0 {
+            conn.in_end += result as usize;
+            conn.recv_progress_at = Instant::now();
+            self.process(slot);
+            self.arm(slot)
+        } else if result == -libc::EINTR || result == -libc::EAGAIN {
+            self.arm(slot)
+        } else {
+            Stats::bump(&self.stats.peer_closed);
+            self.close_now(slot)
+        }
+    }
+
+    fn sent(&mut self, slot: usize, result: i32) -> io::Result<()> {
+        let Some(conn) = self.conns[slot].as_mut() else {
+            return Ok(());
+        };
+        conn.send_in_flight = false;
+        if conn.state == State::Closing {
+            return self.free_if_done(slot);
+        }
+        if result > 0 {
+            conn.sent += result as usize;
+            conn.send_progress_at = Instant::now();
+            if conn.paused {
+                self.process(slot);
+            }
+            self.arm(slot)
+        } else if result == -libc::EINTR || result == -libc::EAGAIN {
+            self.arm(slot)
+        } else {
+            if conn.state != State::Draining {
+                Stats::bump(&self.stats.peer_closed);
+            }
+            self.close_now(slot)
+        }
+    }
+
+    /// Decodes and executes the connection's complete frames, in order, until input runs out
+    /// or the connection must pause; leaves room in `input` for the next receive.
+    fn process(&mut self, slot: usize) {
+        let Some(conn) = self.conns[slot].as_mut() else {
+            return;
+        };
+        if conn.recv_in_flight || !matches!(conn.state, State::Hello | State::Ready) {
+            return;
+        }
+        conn.paused = false;
+        let mut need = frame::LEN_BYTES;
+        let mut failure = None;
+        loop {
+            if conn.output_pending() >= TCP_OUTPUT_PENDING_BYTES_MAX {
+                conn.paused = true;
+                break;
+            }
+            let avail = &conn.input[conn.in_start..conn.in_end];
+            let Some(len) = frame::body_len(avail) else {
+                break;
+            };
+            let limit = if conn.state == State::Hello {
+                frame::HELLO_BODY_BYTES_MAX
+            } else {
+                frame::FRAME_BODY_BYTES_MAX
+            };
+            if len > limit {
+                failure = Some((
+                    CloseCode::FrameTooLarge,
+                    format!("a frame of {len} bytes exceeds the limit of {limit}"),
+                ));
+                break;
+            }
+            if avail.len() < frame::LEN_BYTES + len {
+                need = frame::LEN_BYTES + len;
+                break;
+            }
+            let body = &conn.input
+                [conn.in_start + frame::LEN_BYTES..conn.in_start + frame::LEN_BYTES + len];
+            let step = handle_frame(
+                &mut self.ctx,
+                &self.stats,
+                &mut conn.state,
+                &mut conn.rpcs_in_flight,
+                &mut conn.queued,
+                body,
+                slot,
+                conn.generation,
+            );
+            match step {
+                Step::Next => conn.in_start += frame::LEN_BYTES + len,
+                Step::Pause => {
+                    conn.paused = true;
+                    break;
+                }
+                Step::Fail(code, message) => {
+                    failure = Some((code, message));
+                    break;
+                }
+            }
+        }
+        if let Some((code, message)) = failure {
+            self.fail(slot, code, &message);
+            return;
+        }
+        // Make room for the rest of a partial frame (or the next one) before the next receive.
+        if conn.in_start == conn.in_end {
+            conn.in_start = 0;
+            conn.in_end = 0;
+            if conn.input.len() > 4 * TCP_RECV_CHUNK_BYTES {
+                conn.input = vec![0; TCP_RECV_CHUNK_BYTES];
+            }
+        } else if conn.in_start > 0 {
+            conn.input.copy_within(conn.in_start..conn.in_end, 0);
+            conn.in_end -= conn.in_start;
+            conn.in_start = 0;
+        }
+        if conn.input.len() < need {
+            conn.input.resize(need, 0);
+        }
+        if conn.in_end == conn.input.len() {
+            // A full buffer with no complete frame cannot happen after the resize above, but a
+            // receive of zero bytes would read as end of input, so keep room regardless.
+            let len = conn.input.len() + TCP_RECV_CHUNK_BYTES;
+            conn.input.resize(len, 0);
+        }
+    }
+
+    /// Posts what the connection needs next: a send of pending output, a receive when it is
+    /// reading, the end of a drain.
+    fn arm(&mut self, slot: usize) -> io::Result<()> {
+        let Some(conn) = self.conns[slot].as_mut() else {
+            return Ok(());
+        };
+        if conn.state == State::Closing {
+            return Ok(());
+        }
+        if !conn.send_in_flight {
+            if conn.sent == conn.sending.len() {
+                conn.sending.clear();
+                conn.sent = 0;
+                std::mem::swap(&mut conn.sending, &mut conn.queued);
+                if conn.queued.capacity() > TCP_OUTPUT_PENDING_BYTES_MAX {
+                    conn.queued = Vec::new();
+                }
+            }
+            if conn.sent < conn.sending.len() {
+                let rest = &conn.sending[conn.sent..];
+                let len = rest.len().min(u32::MAX as usize) as u32;
+                let entry =
+                    opcode::Send::new(types::Fd(conn.stream.as_raw_fd()), rest.as_ptr(), len)
+                        .flags(libc::MSG_NOSIGNAL)
+                        .build()
+                        .user_data(user_data(slot, conn.generation, op::SEND));
+                conn.send_in_flight = true;
+                conn.send_progress_at = Instant::now();
+                // SAFETY: the send reads `sending[sent..]`, a heap buffer of the connection
+                // that is only cleared, swapped or freed when `send_in_flight` is false, which
+                // stays true until this send's completion is reaped.
+                unsafe { self.push(&entry) }?;
+            }
+        }
+        let Some(conn) = self.conns[slot].as_mut() else {
+            return Ok(());
+        };
+        if conn.state == State::Draining
+            && !conn.send_in_flight
+            && conn.output_pending() == 0
+            && !conn.write_shut
+        {
+            // The CLOSE frame is out: shut the write side so that the peer reads it and then
+            // the end of the stream, and wait (discarding input) for it to close.
+            conn.write_shut = true;
+            let _ = conn.stream.shutdown(Shutdown::Write);
+        }
+        let reading = match conn.state {
+            State::Hello | State::Ready => !conn.paused,
+            State::Draining => true,
+            State::Closing => false,
+        };
+        if reading && !conn.recv_in_flight {
+            if conn.in_end == conn.input.len() {
+                let len = conn.input.len() + TCP_RECV_CHUNK_BYTES;
+                conn.input.resize(len, 0);
+            }
+            let spare = &mut conn.input[conn.in_end..];
+            let len = spare.len().min(u32::MAX as usize) as u32;
+            let entry =
+                opcode::Recv::new(types::Fd(conn.stream.as_raw_fd()), spare.as_mut_ptr(), len)
+                    .build()
+                    .user_data(user_data(slot, conn.generation, op::RECV));
+            conn.recv_in_flight = true;
+            conn.recv_progress_at = Instant::now();
+            // SAFETY: the receive writes `input[in_end..]`, a heap buffer of the connection that
+            // is only read, resized or freed when `recv_in_flight` is false, which stays true
+            // until this receive's completion is reaped.
+            unsafe { self.push(&entry) }?;
+        }
+        Ok(())
+    }
+
+    /// Drops a connection politely: queue a CLOSE frame, flush it, then close.
+    fn fail(&mut self, slot: usize, code: CloseCode, message: &str) {
+        let Some(conn) = self.conns[slot].as_mut() else {
+            return;
+        };
+        if !matches!(conn.state, State::Hello | State::Ready) {
+            return;
+        }
+        Stats::bump(&self.stats.dropped);
+        frame::put_close(&mut conn.queued, code, message);
+        conn.state = State::Draining;
+        conn.paused = false;
+        conn.drain_deadline = Instant::now() + TCP_DRAIN_TIMEOUT.min(self.config.stall_timeout);
+        if conn.counted {
+            conn.counted = false;
+            self.open -= 1;
+            self.stats.open.store(self.open as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Closes a connection at once: shut the socket, cancel its operations, free it when they
+    /// have completed.
+    fn close_now(&mut self, slot: usize) -> io::Result<()> {
+        let Some(conn) = self.conns[slot].as_mut() else {
+            return Ok(());
+        };
+        if conn.state != State::Closing {
+            conn.state = State::Closing;
+            let _ = conn.stream.shutdown(Shutdown::Both);
+            if conn.counted {
+                conn.counted = false;
+                self.open -= 1;
+                self.stats.open.store(self.open as u64, Ordering::Relaxed);
+            }
+            let generation = conn.generation;
+            let (recv, send) = (conn.recv_in_flight, conn.send_in_flight);
+            if recv {
+                self.cancel(user_data(slot, generation, op::RECV))?;
+            }
+            if send {
+                self.cancel(user_data(slot, generation, op::SEND))?;
+            }
+        }
+        self.free_if_done(slot)
+    }
+
+    fn free_if_done(&mut self, slot: usize) -> io::Result<()> {
+        let done = self.conns[slot]
+            .as_ref()
+            .is_some_and(|c| c.state == State::Closing && !c.recv_in_flight && !c.send_in_flight);
+        if done {
+            // Dropping the connection closes its socket; no operation names its buffers now.
+            self.conns[slot] = None;
+            self.free.push(slot);
+        }
+        Ok(())
+    }
+
+    fn drain_replies(&mut self) -> io::Result<()> {
+        while let Ok(done) = self.replies.try_recv() {
+            self.ctx.rpcs_total = self.ctx.rpcs_total.saturating_sub(1);
+            let slot = done.slot;
+            let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+                continue;
+            };
+            if conn.generation != done.generation || conn.state != State::Ready {
+                continue;
+            }
+            conn.rpcs_in_flight = conn.rpcs_in_flight.saturating_sub(1);
+            match &done.result {
+                Ok(reply) => frame::put_bytes_with(
+                    &mut conn.queued,
+                    done.wr,
+                    VerbKind::Rpc,
+                    reply.len(),
+                    |dst| dst.copy_from_slice(reply),
+                ),
+                Err(e) => frame::put_error(&mut conn.queued, done.wr, VerbKind::Rpc, e),
+            }
+            if conn.paused {
+                self.process(slot);
+            }
+            self.arm(slot)?;
+        }
+        Ok(())
+    }
+
+    /// Enforces the timeouts and retries a postponed accept.
+    fn tick(&mut self, now: Instant) -> io::Result<()> {
+        if self.accept_retry_at.is_some_and(|at| now >= at) {
+            self.accept_retry_at = None;
+            self.arm_accept()?;
+        }
+        for slot in 0..self.conns.len() {
+            let Some(conn) = self.conns[slot].as_ref() else {
+                continue;
+            };
+            let stalled_reading = conn.recv_in_flight
+                && conn.in_end > conn.in_start
+                && now.duration_since(conn.recv_progress_at) > self.config.stall_timeout;
+            let stalled_writing = conn.send_in_flight
+                && now.duration_since(conn.send_progress_at) > self.config.stall_timeout;
+            match conn.state {
+                State::Hello
+                    if now.duration_since(conn.opened_at) > self.config.handshake_timeout =>
+                {
+                    self.fail(slot, CloseCode::Timeout, "no handshake in time");
+                    self.arm(slot)?;
+                }
+                State::Hello | State::Ready if stalled_writing => {
+                    // It does not read its responses, so a CLOSE frame would not reach it.
+                    Stats::bump(&self.stats.dropped);
+                    self.close_now(slot)?;
+                }
+                State::Hello | State::Ready if stalled_reading => {
+                    self.fail(slot, CloseCode::Timeout, "stalled in the middle of a frame");
+                    self.arm(slot)?;
+                }
+                State::Draining if now >= conn.drain_deadline => self.close_now(slot)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// After a ring failure: forget every buffer an operation may still name.
+    fn leak_buffers(&mut self) {
+        for conn in self.conns.iter_mut().filter_map(Option::take) {
+            std::mem::forget(conn);
+        }
+        std::mem::forget(std::mem::replace(&mut self.wake_buf, Box::new([0; 8])));
+    }
+}
+
+/// Handles one complete frame of a connection in `Hello` or `Ready`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the connection's fields are passed apart so that its input can stay borrowed"
+)]
+fn handle_frame(
+    ctx: &mut Ctx,
+    stats: &Stats,
+    state: &mut State,
+    rpcs_in_flight: &mut usize,
+    out: &mut Vec<u8>,
+    body: &[u8],
+    slot: usize,
+    generation: u32,
+) -> Step {
+    let request = match frame::decode_request(body) {
+        Ok(r) => r,
+        Err(e) if *state == State::Hello => {
+            return Step::Fail(CloseCode::BadHello, format!("bad handshake: {e}"));
+        }
+        Err(e) => return Step::Fail(CloseCode::Protocol, e.to_string()),
+    };
+    if *state == State::Hello {
+        let Request::Hello { version, token } = request else {
+            return Step::Fail(
+                CloseCode::Unauthenticated,
+                "a verb before the handshake".into(),
+            );
+        };
+        if version != frame::PROTOCOL_VERSION {
+            return Step::Fail(
+                CloseCode::Version,
+                format!(
+                    "the memory node speaks protocol version {}, not {version}",
+                    frame::PROTOCOL_VERSION
+                ),
+            );
+        }
+        if !frame::constant_time_eq(token, &ctx.token) {
+            return Step::Fail(CloseCode::Token, "wrong cluster token".into());
+        }
+        *state = State::Ready;
+        Stats::bump(&stats.authenticated);
+        frame::put_welcome(out, frame::PROTOCOL_VERSION, ctx.region_len);
+        return Step::Next;
+    }
+    let backend = &*ctx.backend;
+    match request {
+        Request::Hello { .. } => {
+            return Step::Fail(CloseCode::Protocol, "a second handshake".into());
+        }
+        Request::Read { wr, remote, len } => {
+            match check_range(ctx.region_len, remote, u64::from(len)) {
+                Ok(()) => frame::put_bytes_with(out, wr, VerbKind::Read, len as usize, |dst| {
+                    backend.read(remote, dst);
+                }),
+                Err(e) => frame::put_error(out, wr, VerbKind::Read, &e),
+            }
+        }
+        Request::Write {
+            wr,
+            remote,
+            persist,
+            data,
+        } => match execute_write(backend, remote, data, persist) {
+            Ok(()) => frame::put_done(out, wr, VerbKind::Write),
+            Err(e) => frame::put_error(out, wr, VerbKind::Write, &e),
+        },
+        Request::Cas {
+            wr,
+            remote,
+            expected,
+            new,
+        } => match execute_cas(backend, remote, expected, new) {
+            Ok(old) => frame::put_word(out, wr, VerbKind::Cas, old),
+            Err(e) => frame::put_error(out, wr, VerbKind::Cas, &e),
+        },
+        Request::Faa { wr, remote, add } => match execute_faa(backend, remote, add) {
+            Ok(old) => frame::put_word(out, wr, VerbKind::Faa, old),
+            Err(e) => frame::put_error(out, wr, VerbKind::Faa, &e),
+        },
+        Request::Rpc { wr, request } => {
+            if *rpcs_in_flight >= ctx.conn_rpcs_max {
+                return Step::Pause;
+            }
+            let refused = |out: &mut Vec<u8>, e: VerbError| {
+                frame::put_error(out, wr, VerbKind::Rpc, &e);
+                Step::Next
+            };
+            let Some(pool) = &ctx.pool else {
+                return refused(
+                    out,
+                    VerbError::Refused("no RPC handler on the memory node".into()),
+                );
+            };
+            if request.len() as u64 > RPC_BYTES_MAX {
+                return refused(out, VerbError::TooLarge(request.len() as u64));
+            }
+            if ctx.rpcs_total >= ctx.reply_capacity {
+                return refused(
+                    out,
+                    VerbError::Refused("the memory node's RPC queue is full".into()),
+                );
+            }
+            let tx = ctx.reply_tx.clone();
+            let wake = Arc::clone(&ctx.wake);
+            let reply = Box::new(move |result: Result<Vec<u8>, VerbError>| {
+                // The channel holds `reply_capacity` replies and at most that many RPCs are
+                // outstanding, so this only fails once the loop is gone.
+                let _ = tx.try_send(RpcDone {
+                    slot,
+                    generation,
+                    wr,
+                    result,
+                });
+                wake.signal();
+            });
+            match pool.try_submit(request.to_vec(), reply) {
+                Ok(()) => {
+                    *rpcs_in_flight += 1;
+                    ctx.rpcs_total += 1;
+                }
+                Err(e) => return refused(out, e),
+            }
+        }
+    }
+    Step::Next
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_data_round_trips() {
+        for (slot, generation, kind) in [
+            (0, 1, op::RECV),
+            (
+                TCP_CONNECTIONS_MAX + TCP_CLOSING_MAX - 1,
+                u32::MAX,
+                op::SEND,
+            ),
+        ] {
+            assert_eq!(
+                split_user_data(user_data(slot, generation, kind)),
+                (slot, generation, kind)
+            );
+        }
+    }
+}

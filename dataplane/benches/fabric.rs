@@ -1,0 +1,3 @@
+//! Fabric benchmarks (filled in next).
+
+fn main() {}

@@ -34,7 +34,7 @@ use crate::arena::{Arena, Extent};
 use crate::error::{IndexError, Result};
 use crate::hash::KeyHasher;
 use crate::probe::{Hit, Probe, Step};
-use crate::sync::{AtomicI64, AtomicU64, Mutex, Ordering, lock};
+use crate::sync::{AtomicI64, AtomicU64, Mutex, Ordering, RwLock, lock, read, write};
 
 /// Offset of the link word in a bucket.
 const LINK: u64 = SLOTS_PER_BUCKET as u64 * 8;
@@ -51,6 +51,8 @@ const CHAIN_BUCKETS_MAX: usize = 1 << 16;
 const LOCAL_VALUE_HINT: u32 = 1024;
 /// Restarts of one local lookup before it reports contention.
 const LOOKUP_RESTARTS_MAX: u32 = 1_000;
+/// Pairs a resize copies between two fences.
+const MIGRATE_CHUNK_PAIRS: u64 = 256;
 
 /// Tunables of the index.
 #[derive(Debug, Clone, Copy)]
@@ -134,6 +136,8 @@ struct Found {
     word: u64,
     entry: PoolOffset,
     version: Version,
+    /// A delete entry: a tombstone (see `try_remove`).
+    op: Op,
     cell: Option<u64>,
 }
 
@@ -165,6 +169,10 @@ pub enum Outcome {
     Applied,
     /// The key already has this entry or a newer one (or, for a remove, no entry): no change.
     Skipped,
+    /// A remove in the target table of a running resize: the key's slot now names the delete
+    /// entry (a tombstone), so that a late copy of the key's older entry cannot resurrect it.
+    /// Tombstones are cleared when the resize ends.
+    Tombstoned,
 }
 
 /// The index.
@@ -176,8 +184,16 @@ pub struct Index {
     tables: Mutex<(Table, Option<Table>)>,
     arena: Mutex<Arena>,
     resize_lock: Mutex<()>,
+    /// Held (shared) by every update for as long as it may touch a table it took from a snapshot;
+    /// taken exclusively before retired tables are reused, so that no update of this process
+    /// still works on memory that is about to become another table.
+    reclaim_gate: RwLock<()>,
     free_cells: Mutex<Vec<u32>>,
     keys: AtomicI64,
+    /// Tombstones written during the running resize.
+    tombstones: AtomicU64,
+    /// Entries whose tombstones were cleared: the merge updates their blocks' counters.
+    purged: Mutex<Vec<PoolOffset>>,
     stats: IndexStats,
 }
 
@@ -219,8 +235,11 @@ impl Index {
             config,
             tables: Mutex::new((current, next)),
             resize_lock: Mutex::new(()),
+            reclaim_gate: RwLock::new(()),
             free_cells: Mutex::new(Vec::new()),
             keys: AtomicI64::new(0),
+            tombstones: AtomicU64::new(0),
+            purged: Mutex::new(Vec::new()),
             stats: IndexStats::default(),
         };
         index.rebuild_volatile_state()?;
@@ -324,7 +343,9 @@ impl Index {
     pub fn hash(&self, key: &[u8]) -> u64 {
         self.config.hasher.hash(key)
     }
-    /// Keys in the index (exact when no update is in flight).
+    /// Keys in the index, as counted by the updates: exact while no resize runs concurrently with
+    /// inserts of one key from two chains (each such race can leave the count one off until the
+    /// next open). It drives resizing; [`Index::entries`] is the exact answer.
     pub fn keys(&self) -> i64 {
         self.keys.load(Ordering::Relaxed)
     }
@@ -437,12 +458,13 @@ impl Index {
                     match slot.target {
                         Some(_) if slot.tag == tag => {
                             if let Some((entry, cell)) = self.resolve(slot) {
-                                if let Some((version, _)) = self.entry_of(entry, key) {
+                                if let Some((version, op)) = self.entry_of(entry, key) {
                                     scan.found.push(Found {
                                         at: at + i * 8,
                                         word: w,
                                         entry,
                                         version,
+                                        op,
                                         cell,
                                     });
                                 }
@@ -551,58 +573,67 @@ impl Index {
     ) -> Result<Outcome> {
         let h = self.hash(key);
         let word = slot_word(tag_of(h), entry, false);
-        let applied = self.with_tables(h, |table| {
+        let applied = self.with_tables(h, |table, _| {
             self.try_put(table, key, h, word, entry, version, superseded, false)
         })?;
         self.maybe_grow();
         Ok(applied)
     }
 
-    /// Removes `key` if its current entry is older than `version` (a delete's). The entry it
-    /// removes is appended to `superseded`.
+    /// Removes `key` if its current entry is older than `version`, the version of the delete entry
+    /// at `delete_entry`. The entry it removes is appended to `superseded`.
     pub fn remove(
         &self,
         key: &[u8],
+        delete_entry: PoolOffset,
         version: Version,
         superseded: &mut Vec<PoolOffset>,
     ) -> Result<Outcome> {
         let h = self.hash(key);
-        let applied = self.with_tables(h, |table| {
-            self.try_remove(table, key, h, version, superseded)
+        let applied = self.with_tables(h, |table, target| {
+            self.try_remove(table, key, h, delete_entry, version, superseded, target)
         })?;
         self.maybe_shrink();
         Ok(applied)
     }
 
     /// Runs `attempt` against the right table, retrying lost races and following resizes.
+    ///
+    /// Every round starts from a fresh snapshot of (current, next). The next table is used only
+    /// for a pair that the current table says has moved (MIGRATED, or FROZEN and then migrated by
+    /// this thread's help), never on an older snapshot's word: a key's pair must have left the old
+    /// table before anyone changes it in the new one.
     fn with_tables<T>(
         &self,
         h: u64,
-        mut attempt: impl FnMut(Table) -> Result<Attempt<T>>,
+        mut attempt: impl FnMut(Table, bool) -> Result<Attempt<T>>,
     ) -> Result<T> {
-        let mut go_next = false;
+        let _gate = read(&self.reclaim_gate);
         for _ in 0..UPDATE_ATTEMPTS_MAX {
             let (current, next) = self.tables();
-            let table = if go_next {
-                next.unwrap_or(current)
-            } else {
-                current
-            };
-            match attempt(table)? {
+            let moved = match attempt(current, false)? {
                 Attempt::Done(t) => return Ok(t),
-                Attempt::Again => {
-                    self.stats.cas_retries.fetch_add(1, Ordering::Relaxed);
-                }
-                Attempt::Frozen => {
-                    if let Some(n) = next.filter(|n| *n != table) {
-                        self.help_migrate(table, n, table.header.pair_of(h))?;
-                        go_next = true;
+                Attempt::Again => false,
+                Attempt::Frozen => match next {
+                    Some(n) => {
+                        self.help_migrate(current, n, current.header.pair_of(h))?;
+                        true
                     }
-                    // Without a known next table the resize that froze the pair has finished
-                    // meanwhile: the fresh snapshot of the next attempt names the new table.
+                    // The resize that froze the pair finished after the snapshot.
+                    None => false,
+                },
+                Attempt::Migrated => next.is_some(),
+            };
+            if moved {
+                if let Some(n) = next {
+                    // If the next table is itself frozen or moved on, a later resize started
+                    // after this snapshot: the fresh snapshot of the next round sorts it out.
+                    if let Attempt::Done(t) = attempt(n, true)? {
+                        return Ok(t);
+                    }
                 }
-                Attempt::Migrated => go_next = next.is_some_and(|n| n != table),
             }
+            self.stats.cas_retries.fetch_add(1, Ordering::Relaxed);
         }
         Err(IndexError::Contended(UPDATE_ATTEMPTS_MAX))
     }
@@ -661,6 +692,10 @@ impl Index {
             }
             superseded.push(cur.entry);
             self.remove_duplicates(&scan.found, cur.at, superseded);
+            if cur.op == Op::Delete && !migrating {
+                // The key came back after a delete that left a tombstone.
+                self.keys.fetch_add(1, Ordering::Relaxed);
+            }
             self.stats.updates.fetch_add(1, Ordering::Relaxed);
             return Ok(Attempt::Done(Outcome::Applied));
         }
@@ -691,7 +726,7 @@ impl Index {
             }
         }
         if !migrating {
-            // A copy made by a resize is not a new key (the count is redone after the resize).
+            // A copy made by a resize is not a new key.
             self.keys.fetch_add(1, Ordering::Relaxed);
             self.stats.inserts.fetch_add(1, Ordering::Relaxed);
         }
@@ -727,13 +762,16 @@ impl Index {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn try_remove(
         &self,
         table: Table,
         key: &[u8],
         h: u64,
+        delete_entry: PoolOffset,
         version: Version,
         superseded: &mut Vec<PoolOffset>,
+        resize_target: bool,
     ) -> Result<Attempt<Outcome>> {
         let scan = self.scan(table, key, h)?;
         if scan.migrated {
@@ -745,11 +783,22 @@ impl Index {
         let Some(cur) = scan.found.iter().copied().max_by_key(|f| f.version) else {
             return Ok(Attempt::Done(Outcome::Skipped));
         };
-        if version <= cur.version {
+        if version <= cur.version || cur.op == Op::Delete {
             self.stats.stale_skipped.fetch_add(1, Ordering::Relaxed);
             return Ok(Attempt::Done(Outcome::Skipped));
         }
-        if self.backend.compare_exchange(cur.at, cur.word, 0).is_err() {
+        // In a resize's target table, a helper that copied the pair before this remove may still
+        // be about to insert the key's old entry; a tombstone (newer) makes that copy a no-op.
+        let replacement = if resize_target {
+            slot_word(tag_of(h), delete_entry, false)
+        } else {
+            0
+        };
+        if self
+            .backend
+            .compare_exchange(cur.at, cur.word, replacement)
+            .is_err()
+        {
             return Ok(Attempt::Again);
         }
         self.flush_word(cur.at);
@@ -760,6 +809,10 @@ impl Index {
         self.stats.removes.fetch_add(1, Ordering::Relaxed);
         superseded.push(cur.entry);
         self.remove_duplicates(&scan.found, cur.at, superseded);
+        if resize_target {
+            self.tombstones.fetch_add(1, Ordering::Relaxed);
+            return Ok(Attempt::Done(Outcome::Tombstoned));
+        }
         Ok(Attempt::Done(Outcome::Applied))
     }
 
@@ -847,8 +900,10 @@ impl Index {
         };
         let bytes = TABLE_PREFIX + header.pairs_len();
         let off = {
+            // Tables retired by the previous resize have waited a whole resize period for remote
+            // readers; the gate also waits out every update of this process that began before.
+            let _gate = write(&self.reclaim_gate);
             let mut arena = lock(&self.arena);
-            // Tables retired by the previous resize have waited a whole resize period.
             arena.release_retired();
             arena
                 .alloc(bytes, PAIR_LEN)
@@ -874,10 +929,21 @@ impl Index {
         self.migrate_all(current, next)
     }
 
-    /// Migrates every pair of `current` into `next`, then makes `next` current.
+    /// Migrates every pair of `current` into `next`, then makes `next` current. Pairs are copied
+    /// in chunks, each made durable by one fence before its pairs are marked MIGRATED.
     fn migrate_all(&self, current: Table, next: Table) -> Result<()> {
-        for pair in 0..current.header.pairs() {
-            self.help_migrate(current, next, pair)?;
+        let pairs = current.header.pairs();
+        let mut start = 0;
+        while start < pairs {
+            let end = (start + MIGRATE_CHUNK_PAIRS).min(pairs);
+            for pair in start..end {
+                self.copy_pair(current, next, pair)?;
+            }
+            self.backend.fence();
+            for pair in start..end {
+                self.mark_migrated(current, pair);
+            }
+            start = end;
         }
         self.backend.fence();
         // Collect the old table's overflow buckets before it is retired (its chains are frozen).
@@ -896,26 +962,82 @@ impl Index {
             arena.retire(b, BUCKET_LEN);
         }
         drop(arena);
-        // Recount: during the migration, updates counted against either table.
-        let mut keys = 0i64;
-        self.for_each_slot(|_, _, _| keys += 1)?;
-        self.keys.store(keys, Ordering::Relaxed);
         self.stats.resizes.fetch_add(1, Ordering::Relaxed);
+        self.purge_tombstones(next)?;
         Ok(())
     }
 
-    /// Freezes pair `pair` of `from`, copies it into `to`, and marks it MIGRATED. Idempotent, and
-    /// safe to run from several threads at once.
+    /// Clears the tombstones a resize left in its target (now the current table). The write gate
+    /// first waits out every update that began before the switch — every helper that might still
+    /// copy into the table — so no tombstone is needed any more.
+    fn purge_tombstones(&self, table: Table) -> Result<()> {
+        drop(write(&self.reclaim_gate));
+        if self.tombstones.swap(0, Ordering::Relaxed) == 0 {
+            return Ok(());
+        }
+        let mut purged = Vec::new();
+        for pair in 0..table.header.pairs() {
+            for bucket in table.buckets(pair) {
+                for b in self.chain(table, bucket)? {
+                    for i in 0..SLOTS_PER_BUCKET as u64 {
+                        let at = b + i * 8;
+                        let w = self.backend.load(at);
+                        let slot = Slot::decode(w);
+                        let Some((entry, None)) = self.resolve(slot) else {
+                            continue;
+                        };
+                        if let Some((_, _, Op::Delete)) = self.entry_key(entry) {
+                            // A concurrent put may have replaced it: then the CAS fails, rightly.
+                            if self.backend.compare_exchange(at, w, 0).is_ok() {
+                                self.flush_word(at);
+                                purged.push(entry);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.backend.fence();
+        lock(&self.purged).extend(purged);
+        Ok(())
+    }
+
+    /// Takes the entries whose tombstones were cleared (the merge counts them as superseded).
+    pub fn take_purged(&self) -> Vec<PoolOffset> {
+        std::mem::take(&mut *lock(&self.purged))
+    }
+
+    /// Freezes pair `pair` of `from`, copies it into `to`, and marks it MIGRATED (what a writer
+    /// that meets a frozen pair does). Idempotent, and safe to run from several threads at once.
     fn help_migrate(&self, from: Table, to: Table, pair: u64) -> Result<()> {
-        let [b0, b1] = from.buckets(pair);
-        let done = |b: u64| Link::decode(self.backend.load(b + LINK)).migrated;
-        if done(b0) && done(b1) {
+        if self.is_migrated(from, pair) {
             return Ok(());
         }
         self.stats.migration_helps.fetch_add(1, Ordering::Relaxed);
-        // Freeze every word of both chains; a frozen link can no longer grow its chain.
+        self.copy_pair(from, to, pair)?;
+        // The copies must be durable before the pair says it has moved: after a crash, a MIGRATED
+        // pair is never migrated again, and no log replay covers entries merged long ago.
+        self.backend.fence();
+        self.mark_migrated(from, pair);
+        Ok(())
+    }
+
+    fn is_migrated(&self, table: Table, pair: u64) -> bool {
+        table
+            .buckets(pair)
+            .iter()
+            .all(|b| Link::decode(self.backend.load(b + LINK)).migrated)
+    }
+
+    /// Freezes every word of the pair's chains (a frozen link can no longer grow its chain) and
+    /// copies every occupied slot into `to` by upsert, so that concurrent helpers and later
+    /// writers agree. The copies are flushed, not fenced.
+    fn copy_pair(&self, from: Table, to: Table, pair: u64) -> Result<()> {
+        if self.is_migrated(from, pair) {
+            return Ok(());
+        }
         let mut words = Vec::new();
-        for bucket in [b0, b1] {
+        for bucket in from.buckets(pair) {
             let mut at = bucket;
             for _ in 0..=CHAIN_BUCKETS_MAX {
                 for i in 0..=SLOTS_PER_BUCKET as u64 {
@@ -930,41 +1052,47 @@ impl Index {
                 }
             }
         }
-        // Copy every frozen slot by upsert, so that concurrent helpers and later writers agree.
         for w in words {
             let slot = Slot::decode(w & !FROZEN);
             let Some((entry, _)) = self.resolve(slot) else {
                 continue;
             };
-            let Some((key, version)) = self.entry_key(entry) else {
+            let Some((key, version, _)) = self.entry_key(entry) else {
                 continue;
             };
             let h = self.hash(&key);
             let word = w & !FROZEN;
             let mut ignored = Vec::new();
-            match self.try_put(to, &key, h, word, entry, version, &mut ignored, true)? {
-                Attempt::Done(_) => {}
-                Attempt::Again => {
-                    // Lost a race with another helper or a writer in the new table: retry until
-                    // the key is there.
-                    let mut tries = 0;
-                    while let Attempt::Again =
-                        self.try_put(to, &key, h, word, entry, version, &mut ignored, true)?
-                    {
+            let mut tries = 0;
+            loop {
+                match self.try_put(to, &key, h, word, entry, version, &mut ignored, true)? {
+                    Attempt::Done(_) => break,
+                    // Lost a race with another helper or a writer in the new table.
+                    Attempt::Again => {
                         tries += 1;
                         if tries > UPDATE_ATTEMPTS_MAX {
                             return Err(IndexError::Contended(tries));
                         }
                     }
-                }
-                Attempt::Frozen | Attempt::Migrated => {
-                    return Err(IndexError::Corrupt(
-                        "the resize target is itself being resized".into(),
-                    ));
+                    // A later resize froze the target: it could only start once this resize had
+                    // migrated every pair, this one included, so the copy is done.
+                    Attempt::Frozen | Attempt::Migrated if self.is_migrated(from, pair) => {
+                        return Ok(());
+                    }
+                    Attempt::Frozen | Attempt::Migrated => {
+                        return Err(IndexError::Corrupt(
+                            "the resize target is being resized before its source moved".into(),
+                        ));
+                    }
                 }
             }
         }
-        for bucket in [b0, b1] {
+        Ok(())
+    }
+
+    /// Sets MIGRATED on both link words of the pair (flushed; the caller fences).
+    fn mark_migrated(&self, from: Table, pair: u64) {
+        for bucket in from.buckets(pair) {
             let at = bucket + LINK;
             let mut w = self.backend.load(at);
             while w & MIGRATED == 0 {
@@ -975,11 +1103,10 @@ impl Index {
             }
             self.flush_word(at);
         }
-        Ok(())
     }
 
     /// The key and version of the entry at `entry`, if it is a plausible entry.
-    fn entry_key(&self, entry: PoolOffset) -> Option<(Vec<u8>, Version)> {
+    fn entry_key(&self, entry: PoolOffset) -> Option<(Vec<u8>, Version, Op)> {
         let layout = self.pool.layout();
         let (_, in_area) = layout.locate(entry)?;
         let mut header = [0u8; ENTRY_HEADER_LEN];
@@ -994,7 +1121,7 @@ impl Index {
         let mut key = vec![0u8; h.key_len];
         self.backend
             .read(entry.get() + ENTRY_HEADER_LEN as u64, &mut key);
-        Some((key, h.version))
+        Some((key, h.version, h.op))
     }
 
     // Indirect cells (FORMAT.md §9).
@@ -1003,7 +1130,7 @@ impl Index {
     /// already has one), or `None` if the key is not in the index.
     pub fn install_indirect(&self, key: &[u8]) -> Result<Option<PoolOffset>> {
         let h = self.hash(key);
-        self.with_tables(h, |table| {
+        self.with_tables(h, |table, _| {
             let scan = self.scan(table, key, h)?;
             if scan.migrated {
                 return Ok(Attempt::Migrated);
@@ -1041,7 +1168,7 @@ impl Index {
     /// Returns whether the key had a cell.
     pub fn remove_indirect(&self, key: &[u8]) -> Result<bool> {
         let h = self.hash(key);
-        self.with_tables(h, |table| {
+        self.with_tables(h, |table, _| {
             let scan = self.scan(table, key, h)?;
             if scan.migrated {
                 return Ok(Attempt::Migrated);
@@ -1109,23 +1236,32 @@ impl Index {
     }
 
     /// Every key of the index with its current entry and version (recovery and tests; O(keys)).
+    /// Tombstones are not keys.
     pub fn entries(&self) -> Result<Vec<(Vec<u8>, PoolOffset, Version)>> {
         let mut out = Vec::new();
         self.for_each_slot(|_, _, entry| {
-            if let Some(entry) = entry {
-                if let Some((key, version)) = self.entry_key(entry) {
-                    out.push((key, entry, version));
-                }
+            if let Some((key, version, Op::Put)) = entry.and_then(|e| self.entry_key(e)) {
+                out.push((key, entry.unwrap_or_default(), version));
             }
         })?;
         Ok(out)
     }
 
-    /// Removes duplicate slots of one key, keeping the newest (recovery step 5). Returns how many
-    /// slots were cleared; their entries are appended to `superseded`.
+    /// Removes duplicate slots of one key, keeping the newest, and every tombstone (recovery step
+    /// 5). Returns how many slots were cleared; their entries are appended to `superseded`.
     pub fn remove_all_duplicates(&self, superseded: &mut Vec<PoolOffset>) -> Result<usize> {
         let (table, _) = self.tables();
         let mut cleared = 0;
+        let mut clear = |f: &Found, superseded: &mut Vec<PoolOffset>| {
+            if self.backend.compare_exchange(f.at, f.word, 0).is_ok() {
+                self.flush_word(f.at);
+                if f.op == Op::Put {
+                    self.keys.fetch_sub(1, Ordering::Relaxed);
+                }
+                superseded.push(f.entry);
+                cleared += 1;
+            }
+        };
         for pair in 0..table.header.pairs() {
             let mut seen: Vec<(Vec<u8>, Found)> = Vec::new();
             for bucket in table.buckets(pair) {
@@ -1133,11 +1269,10 @@ impl Index {
                     for i in 0..SLOTS_PER_BUCKET as u64 {
                         let at = b + i * 8;
                         let w = self.backend.load(at);
-                        let slot = Slot::decode(w);
-                        let Some((entry, cell)) = self.resolve(slot) else {
+                        let Some((entry, cell)) = self.resolve(Slot::decode(w)) else {
                             continue;
                         };
-                        let Some((key, version)) = self.entry_key(entry) else {
+                        let Some((key, version, op)) = self.entry_key(entry) else {
                             continue;
                         };
                         let found = Found {
@@ -1145,6 +1280,7 @@ impl Index {
                             word: w,
                             entry,
                             version,
+                            op,
                             cell,
                         };
                         match seen.iter_mut().find(|(k, _)| *k == key) {
@@ -1154,24 +1290,19 @@ impl Index {
                                 } else {
                                     found
                                 };
-                                if self
-                                    .backend
-                                    .compare_exchange(loser.at, loser.word, 0)
-                                    .is_ok()
-                                {
-                                    self.flush_word(loser.at);
-                                    self.keys.fetch_sub(1, Ordering::Relaxed);
-                                    superseded.push(loser.entry);
-                                    cleared += 1;
-                                }
+                                clear(&loser, superseded);
                             }
                             None => seen.push((key, found)),
                         }
                     }
                 }
             }
+            for (_, f) in seen.iter().filter(|(_, f)| f.op == Op::Delete) {
+                clear(f, superseded);
+            }
         }
         self.backend.fence();
+        self.tombstones.store(0, Ordering::Relaxed);
         Ok(cleared)
     }
 }

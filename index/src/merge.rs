@@ -195,13 +195,19 @@ impl Merger {
                         }
                         Op::Delete => {
                             self.index
-                                .remove(entry.key, entry.version, &mut superseded)?
+                                .remove(entry.key, at, entry.version, &mut superseded)?
                         }
                     };
                     match (outcome, entry.op) {
-                        (Outcome::Applied, Op::Put) => {
+                        // An installed put, or a tombstone: the index now names this entry.
+                        (Outcome::Applied, Op::Put) | (Outcome::Tombstoned, _) => {
                             installed.push(cursor);
-                            self.counters.puts_applied.fetch_add(1, Ordering::Relaxed);
+                            self.counters
+                                .puts_applied
+                                .fetch_add(u64::from(entry.op == Op::Put), Ordering::Relaxed);
+                            self.counters
+                                .deletes_applied
+                                .fetch_add(u64::from(entry.op == Op::Delete), Ordering::Relaxed);
                         }
                         (Outcome::Applied, Op::Delete) => {
                             self.counters
@@ -235,6 +241,11 @@ impl Merger {
                 }
                 None => break,
             }
+        }
+        // Tombstones a resize cleared (in any chain's merge) count as superseded entries now.
+        let purged = self.index.take_purged();
+        if !purged.is_empty() {
+            self.count_installed(&[], &purged, &mut dead_candidates);
         }
         dead_candidates.sort_unstable();
         dead_candidates.dedup();

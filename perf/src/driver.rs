@@ -484,8 +484,9 @@ impl Worker<'_> {
         self.version
     }
 
-    /// Sends the first request of an operation and queues it as pending.
-    fn issue(&mut self, op: Op, index: u64, load: bool, now: Instant) -> Result<(), DriverError> {
+    /// Sends the first request of an operation and queues it as pending; the caller sets its start
+    /// time when the batch it belongs to is complete.
+    fn issue(&mut self, op: Op, index: u64, load: bool) -> Result<(), DriverError> {
         let stage = match op {
             Op::Read => {
                 self.send_get(index)?;
@@ -505,7 +506,7 @@ impl Worker<'_> {
             op,
             stage,
             index,
-            start: now,
+            start: Instant::now(),
         });
         Ok(())
     }
@@ -545,13 +546,19 @@ impl Worker<'_> {
         let mut exhausted = false;
         loop {
             if !exhausted && !abort.load(Ordering::Relaxed) {
-                let now = Instant::now();
+                let first_new = self.pending.len();
                 while self.pending.len() < self.pipeline {
                     let Some((op, index)) = source.next() else {
                         exhausted = true;
                         break;
                     };
-                    self.issue(op, index, load, now)?;
+                    self.issue(op, index, load)?;
+                }
+                // The new requests leave together at the flush below; their latency starts there,
+                // not while the batch was being encoded.
+                let sent = Instant::now();
+                for pending in self.pending.range_mut(first_new..) {
+                    pending.start = sent;
                 }
             }
             if self.pending.is_empty() {

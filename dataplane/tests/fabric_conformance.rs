@@ -134,7 +134,7 @@ fn rdma_harness(mut h: Harness, handler: Arc<dyn RpcHandler>) -> Result<Harness,
         RdmaFabric, RdmaOptions, RdmaRegion, RdmaServer, RdmaServerConfig, first_device,
     };
     use dinomo_dataplane::fabric::rpc::HandlerService;
-    let device = first_device().map_err(|e| format!("no RDMA device: {e}"))?;
+    let device = first_device().map_err(|e| e.to_string())?;
     let region = RdmaRegion::anonymous(h.region).map_err(|e| e.to_string())?;
     let server = RdmaServer::start(
         region,

@@ -221,7 +221,6 @@ impl TcpServer {
         // Each slot has at most a receive, a send and two cancels in flight; the listener and
         // the eventfd two more operations and their cancels.
         let entries = (4 * slots + 8).next_power_of_two().min(1 << 14) as u32;
-        let ring = IoUring::new(entries).map_err(TcpServerError::Ring)?;
         let wake = Arc::new(EventFd::new().map_err(TcpServerError::Ring)?);
         let pool = match handler {
             Some(h) => Some(
@@ -240,39 +239,53 @@ impl TcpServer {
         let stats = Arc::new(Stats::default());
         let failure = Arc::new(Mutex::new(None));
         let region_len = backend.len();
-        let mut server = Loop {
-            ring,
-            listener: Some(listener),
-            accept_in_flight: false,
-            accept_retry_at: None,
-            wake_buf: Box::new([0; 8]),
-            wake_in_flight: false,
-            conns: (0..slots).map(|_| None).collect(),
-            free: (0..slots).rev().collect(),
-            next_gen: 1,
-            open: 0,
-            ctx: Ctx {
-                backend,
-                region_len,
-                token: config.token.clone(),
-                pool,
-                reply_tx,
-                rpcs_total: 0,
-                reply_capacity,
-                wake: Arc::clone(&wake),
-                conn_rpcs_max: config.conn_rpcs_max,
-            },
-            replies,
-            config,
-            stop: Arc::clone(&stop),
-            stopping: false,
-            stats: Arc::clone(&stats),
-            next_tick: Instant::now() + TCP_TICK,
-        };
         let failure_in_loop = Arc::clone(&failure);
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
+        let stop_in_loop = Arc::clone(&stop);
+        let stats_in_loop = Arc::clone(&stats);
+        let wake_in_loop = Arc::clone(&wake);
         let thread = std::thread::Builder::new()
             .name("dinomo-mn-tcp".into())
             .spawn(move || {
+                // The ring is created on the thread that submits to it, which a single-issuer
+                // ring requires.
+                let ring = match build_ring(entries) {
+                    Ok(ring) => ring,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                let mut server = Loop {
+                    ring,
+                    listener: Some(listener),
+                    accept_in_flight: false,
+                    accept_retry_at: None,
+                    wake_buf: Box::new([0; 8]),
+                    wake_in_flight: false,
+                    conns: (0..slots).map(|_| None).collect(),
+                    free: (0..slots).rev().collect(),
+                    next_gen: 1,
+                    open: 0,
+                    ctx: Ctx {
+                        backend,
+                        region_len,
+                        token: config.token.clone(),
+                        pool,
+                        reply_tx,
+                        rpcs_total: 0,
+                        reply_capacity,
+                        wake: wake_in_loop,
+                        conn_rpcs_max: config.conn_rpcs_max,
+                    },
+                    replies,
+                    config,
+                    stop: stop_in_loop,
+                    stopping: false,
+                    stats: stats_in_loop,
+                    next_tick: Instant::now() + TCP_TICK,
+                };
                 if let Err(e) = server.run() {
                     *failure_in_loop
                         .lock()
@@ -283,6 +296,19 @@ impl TcpServer {
                 }
             })
             .map_err(TcpServerError::Thread)?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                return Err(TcpServerError::Ring(e));
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err(TcpServerError::Ring(io::Error::other(
+                    "the loop thread ended before setting up its ring",
+                )));
+            }
+        }
         Ok(TcpServer {
             addr,
             stop,
@@ -340,6 +366,17 @@ impl Drop for TcpServer {
     fn drop(&mut self) {
         self.stop_and_join();
     }
+}
+
+/// A ring for one loop thread: single issuer with deferred task work where the kernel has them
+/// (completions are then processed only when the loop asks, with no interruptions between), a
+/// plain ring otherwise.
+fn build_ring(entries: u32) -> io::Result<IoUring> {
+    IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .build(entries)
+        .or_else(|_| IoUring::new(entries))
 }
 
 /// What an operation in the ring is, in the low byte of its user data.

@@ -880,14 +880,48 @@ fn rpc_without_a_handler_is_refused() {
     }
 }
 
-/// The local fabric's verbs with RPCs forwarded over tcp to the MN process: the model of
-/// several processes mapping one pool file.
+/// The local fabric's verbs with RPCs forwarded over tcp to the MN process: the model of several
+/// processes mapping one pool file (CXL shared memory). The MN and the KN map the same file
+/// through two separate backends, as two processes would.
 #[test]
-fn local_verbs_with_tcp_rpcs() {
+fn local_verbs_on_a_shared_pool_file_with_tcp_rpcs() {
+    use dinomo_pmem::backend::{FileBackend, FileOptions, OpenMode};
+
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let path =
+        std::env::temp_dir().join(format!("dinomo-fabric-{}-{nanos}.pool", std::process::id()));
+    struct RemoveOnDrop(std::path::PathBuf);
+    impl Drop for RemoveOnDrop {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let _cleanup = RemoveOnDrop(path.clone());
+    let mn: SharedBackend = Arc::new(
+        FileBackend::open(
+            &path,
+            OpenMode::CreateNew { size: POOL_BYTES },
+            FileOptions::default(),
+        )
+        .unwrap(),
+    );
+    let kn: SharedBackend = Arc::new(
+        FileBackend::open(
+            &path,
+            OpenMode::Existing,
+            FileOptions {
+                persist: true,
+                lock: false,
+            },
+        )
+        .unwrap(),
+    );
     let gate = Arc::new(Gate::default());
-    let backend: SharedBackend = Arc::new(MemBackend::new(POOL_BYTES));
     let server = TcpServer::start(
-        Arc::clone(&backend),
+        Arc::clone(&mn),
         Some(Arc::new(Echo(gate))),
         TcpServerConfig::new("127.0.0.1:0".parse().unwrap(), TOKEN),
     )
@@ -895,15 +929,30 @@ fn local_verbs_with_tcp_rpcs() {
     let tcp = TcpFabric::new(server.local_addr(), TOKEN);
     let forwarder = TcpRpcForwarder::new(tcp.clone());
     let local = LocalFabric::new(
-        Arc::clone(&backend),
+        kn,
         LocalOptions::default()
             .with_rtt(Duration::from_micros(2))
             .with_rpc_service(Arc::new(forwarder)),
     );
     let mut lq = local.connect().unwrap();
     let mut tq = tcp.connect().unwrap();
-    write(&mut *lq, 40, b"shared");
+    let r = call(
+        &mut *lq,
+        Verb::Write {
+            remote: PoolOffset(40),
+            data: b"shared".to_vec(),
+            persist: true,
+        },
+    );
+    assert_eq!(r, Ok(CompletionData::None));
+    // The MN's own mapping and its tcp server see the KN's write.
     assert_eq!(read(&mut *tq, 40, 6), b"shared");
+    let mut bytes = [0u8; 6];
+    mn.read(40, &mut bytes);
+    assert_eq!(&bytes, b"shared");
+    // And the KN sees the MN's atomics.
+    assert_eq!(faa(&mut *tq, 64, 5), Ok(CompletionData::Word(0)));
+    assert_eq!(word(&mut *lq, 64), 5);
     for i in 0..20 {
         let request = format!("rpc {i}").into_bytes();
         let mut expected = b"echo:".to_vec();

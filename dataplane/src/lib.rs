@@ -3,4 +3,5 @@
 
 pub mod cache;
 pub mod fabric;
+pub mod mn;
 pub mod resp;

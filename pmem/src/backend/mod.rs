@@ -64,7 +64,8 @@ pub trait Backend: Send + Sync + fmt::Debug {
     }
     /// Writes zeros over `[off, off + len)`.
     fn zero(&self, off: u64, len: u64) {
-        const CHUNK: usize = 64 << 10;
+        // Small enough for the stacks of model-checking threads.
+        const CHUNK: usize = 4096;
         let zeros = [0u8; CHUNK];
         let mut at = off;
         let end = off + len;

@@ -3,5 +3,6 @@
 
 pub mod cache;
 pub mod fabric;
+pub mod kn;
 pub mod mn;
 pub mod resp;

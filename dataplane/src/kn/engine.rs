@@ -1,0 +1,1393 @@
+//! [`Engine`]: one KN worker core's key-value engine — the request state machines between a
+//! client command and the memory node's pool (DESIGN.md §4).
+//!
+//! The engine owns everything of its core by value: its queue pair, its cache, its staging log
+//! block and mirrors, its unmerged-entry map. It never blocks: [`Engine::submit`] starts a
+//! request, [`Engine::poll`] reaps fabric completions and advances every request it can, and
+//! finished requests come out as `(tag, reply)` pairs. Many requests are in flight at once.
+//!
+//! Reads: staged write of the key (wait for its batch) → value in cache (0 round trips) →
+//! this core's unmerged log (0) → shortcut in cache (1 READ) → index probe with the cached table
+//! header (bucket READ + entry READ). A shortcut whose entry was reclaimed fails its key and
+//! checksum check and falls back to the index. A read answered from a remote READ fills the
+//! cache only if no write of the key committed meanwhile.
+//!
+//! Writes: appended to the staging block; one batch is in flight at a time, and writes that
+//! arrive meanwhile wait and form the next batch (group commit). A batch is written with one
+//! doorbell — the entries, then the tail word(s) — and only when its last WRITE completes is every
+//! write in it acknowledged, the cache updated, and the unmerged map pointed at the new entries.
+//! New blocks come from the MN by RPC, asked for as soon as the spare is used. Sealed blocks stay
+//! mirrored locally until the MN's merge unlinks them; with too many, writes wait.
+//!
+//! Ordering: operations on one key are applied in arrival order. A read-then-write command (SET
+//! NX/XX/GET, DEL) holds the key until its write is staged, and later commands of that key wait
+//! behind it; a read that finds the key in an unacknowledged batch waits for that batch, so no
+//! reply ever shows a write that could still be lost.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use dinomo_index::key_hash;
+use dinomo_index::probe::{Hit, Probe, Step, decode_root};
+use dinomo_pmem::constants::SUPERBLOCK_LEN;
+use dinomo_pmem::entry::decode_entry;
+use dinomo_pmem::index_format::{TABLE_HEADER_LEN, TableHeader};
+use dinomo_pmem::staging::{EntryLoc, Mirror};
+use dinomo_pmem::{AppendError, BlockId, ChainId, Layout, Op, PoolOffset, Staging, Version};
+
+use crate::cache::{Cache, Lookup, Policy, Shortcut};
+use crate::fabric::{
+    Completion, CompletionData, QueuePair, Verb, VerbError, VerbKind, WrId, wait_for,
+};
+use crate::kn::constants::*;
+use crate::kn::stats::{EngineStats, Outcome};
+use crate::mn::proto::{Request as MnRequest, Response as MnResponse};
+
+/// The poster's identifier of a request, returned with its reply.
+pub type Tag = u64;
+
+/// When a SET writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetCond {
+    Always,
+    /// NX: only if the key does not exist.
+    IfAbsent,
+    /// XX: only if the key exists.
+    IfPresent,
+}
+
+/// A single-key command (multi-key commands are split by the caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Get {
+        key: Vec<u8>,
+    },
+    Set {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        cond: SetCond,
+        get: bool,
+    },
+    Del {
+        key: Vec<u8>,
+    },
+    Exists {
+        key: Vec<u8>,
+    },
+}
+
+impl Command {
+    pub fn key(&self) -> &[u8] {
+        match self {
+            Command::Get { key }
+            | Command::Set { key, .. }
+            | Command::Del { key }
+            | Command::Exists { key } => key,
+        }
+    }
+    fn is_write(&self) -> bool {
+        matches!(self, Command::Set { .. } | Command::Del { .. })
+    }
+    /// Whether the command must read the key before it writes.
+    fn reads_before_write(&self) -> bool {
+        match self {
+            Command::Set { cond, get, .. } => *cond != SetCond::Always || *get,
+            Command::Del { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// The answer to a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// GET, and SET ... GET (the old value).
+    Value(Option<Vec<u8>>),
+    /// SET that wrote.
+    Ok,
+    /// SET NX/XX that did not write.
+    NotSet,
+    /// DEL and EXISTS of one key: 0 or 1.
+    Int(i64),
+    Error(EngineError),
+}
+
+/// Why a command failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("too many requests in flight on this core")]
+    Busy,
+    #[error("key or value too large: {0}")]
+    TooLarge(String),
+    #[error("the memory pool is full")]
+    PoolFull,
+    #[error("this core stopped after a fabric error: {0}")]
+    Failed(String),
+    #[error("lookup kept racing with index changes")]
+    Contended,
+}
+
+/// How writes are acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// When the batch is in the pool's memory.
+    Memory,
+    /// When the batch is flushed to the pool's media.
+    Flush,
+}
+
+/// Settings of one engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub chain: ChainId,
+    pub epoch: u32,
+    pub session: u64,
+    pub cache_policy: Policy,
+    pub cache_bytes: usize,
+    pub durability: Durability,
+    pub batch_bytes_max: u64,
+    pub batch_delay: Duration,
+    pub value_hint: u32,
+}
+
+impl EngineConfig {
+    pub fn new(chain: ChainId, epoch: u32) -> EngineConfig {
+        EngineConfig {
+            chain,
+            epoch,
+            session: 0,
+            cache_policy: Policy::Dac,
+            cache_bytes: CACHE_BYTES_DEFAULT,
+            durability: Durability::Memory,
+            batch_bytes_max: BATCH_BYTES_MAX_DEFAULT,
+            batch_delay: BATCH_DELAY_DEFAULT,
+            value_hint: VALUE_HINT_DEFAULT,
+        }
+    }
+}
+
+/// Why an engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("fabric: {0}")]
+    Fabric(#[from] VerbError),
+    #[error("the memory node's pool: {0}")]
+    Pool(#[from] dinomo_pmem::PoolError),
+    #[error("the memory node answered {0}")]
+    Unexpected(String),
+}
+
+// Work-request ids: the kind in the top 4 bits.
+const WR_REQ: u64 = 1;
+const WR_COMMIT: u64 = 2;
+const WR_ALLOC: u64 = 3;
+const WR_CURSOR: u64 = 4;
+const WR_ROOT: u64 = 5;
+const WR_HEADER: u64 = 6;
+
+fn wr(kind: u64, payload: u64) -> WrId {
+    WrId((kind << 60) | (payload & ((1 << 60) - 1)))
+}
+
+type ReqId = usize;
+
+#[derive(Debug)]
+enum State {
+    /// Waiting behind a read-then-write command of the same key.
+    Queued,
+    /// Waiting for the READ of a cached shortcut.
+    Shortcut(Shortcut),
+    /// Waiting for a READ of an index probe.
+    Probe(Box<Probe>),
+    /// Waiting for the table header to be refreshed.
+    WaitTable,
+    /// A read waiting for the batch holding the key's newest write; or a write in a batch.
+    WaitBatch,
+    /// A write waiting to be staged.
+    PendingWrite,
+}
+
+#[derive(Debug)]
+struct Req {
+    tag: Tag,
+    generation: u32,
+    cmd: Command,
+    state: State,
+    outcome: Outcome,
+    round_trips: u32,
+    restarts: u32,
+    /// A write of the key committed while this read was remote: do not fill the cache.
+    dirty: bool,
+    /// Holds the key (read-then-write command).
+    locked: bool,
+    /// Probe the next table of a running resize.
+    use_next: bool,
+    /// For read-then-write commands: the value the read found.
+    found: Option<Option<Vec<u8>>>,
+}
+
+#[derive(Debug)]
+struct BatchEntry {
+    key: Box<[u8]>,
+    loc: EntryLoc,
+    op: Op,
+}
+
+#[derive(Debug)]
+struct Inflight {
+    id: u64,
+    writers: Vec<ReqId>,
+    entries: Vec<BatchEntry>,
+    outstanding: usize,
+    failure: Option<VerbError>,
+}
+
+/// The newest committed, unmerged entry of a key.
+#[derive(Debug, Clone, Copy)]
+struct Unmerged {
+    loc: EntryLoc,
+    op: Op,
+}
+
+/// A staged (not yet acknowledged) write of a key.
+#[derive(Debug, Clone, Copy)]
+struct Staged {
+    batch: u64,
+}
+
+#[derive(Debug)]
+enum Refresh {
+    Idle,
+    Root,
+    Headers {
+        next: u64,
+        got: [Option<TableHeader>; 2],
+        outstanding: usize,
+    },
+}
+
+/// One core's engine.
+#[derive(Debug)]
+pub struct Engine {
+    cfg: EngineConfig,
+    qp: Box<dyn QueuePair>,
+    layout: Layout,
+    boot: u64,
+    cache: Cache,
+    staging: Staging,
+    next_seq: u64,
+    /// Sealed, committed blocks not yet unlinked by the merge, oldest first.
+    sealed: VecDeque<Mirror>,
+    unmerged: HashMap<Box<[u8]>, Unmerged>,
+    staged: HashMap<Box<[u8]>, Staged>,
+    locks: HashMap<Box<[u8]>, VecDeque<ReqId>>,
+    remote_reads: HashMap<Box<[u8]>, Vec<ReqId>>,
+    parked: HashMap<u64, Vec<ReqId>>,
+    reqs: Vec<Option<Req>>,
+    free: Vec<ReqId>,
+    generation: u32,
+    live: usize,
+    pending_writes: VecDeque<ReqId>,
+    open_batch: u64,
+    open_writers: Vec<ReqId>,
+    open_entries: Vec<BatchEntry>,
+    open_since: Option<Instant>,
+    flush_requested: bool,
+    inflight: Option<Inflight>,
+    spares: VecDeque<BlockId>,
+    spare_rpc: bool,
+    pool_full: bool,
+    next_spare_retry: Instant,
+    cursor_poll: bool,
+    next_cursor_poll: Instant,
+    table: Option<TableHeader>,
+    next_table: Option<TableHeader>,
+    refresh: Refresh,
+    waiting_table: Vec<ReqId>,
+    failed: Option<String>,
+    done: Vec<(Tag, Reply)>,
+    completions: Vec<Completion>,
+    stats: EngineStats,
+    miss_round_trips: u64,
+    misses_counted: u64,
+}
+
+impl Engine {
+    /// Starts an engine on `qp`: reads the pool's layout, attaches to the chain (the MN merges
+    /// what an earlier writer of the chain left), and reads the index's table header. Blocking:
+    /// this is the core's start-up, not its loop.
+    pub fn attach(mut qp: Box<dyn QueuePair>, cfg: EngineConfig) -> Result<Engine, StartError> {
+        let mut others = Vec::new();
+        let superblock =
+            read_blocking(&mut *qp, PoolOffset(0), SUPERBLOCK_LEN as u32, &mut others)?;
+        let layout = Layout::decode(&superblock, qp.region_len())?;
+        let request = MnRequest::Attach {
+            chain: cfg.chain,
+            session: cfg.session,
+        };
+        let (boot, head, used, next_seq) = match rpc_blocking(&mut *qp, &request, &mut others)? {
+            MnResponse::Attached {
+                boot,
+                head,
+                used,
+                next_seq,
+            } => (boot, head, used, next_seq),
+            other => return Err(StartError::Unexpected(format!("{other:?} to attach"))),
+        };
+        let root = read_blocking(&mut *qp, PoolOffset(layout.root_off), 16, &mut others)?;
+        let (table_off, next_off) =
+            decode_root(&root).ok_or_else(|| StartError::Unexpected("a short root".into()))?;
+        let header = |qp: &mut dyn QueuePair,
+                      off: u64,
+                      others: &mut Vec<Completion>|
+         -> Result<TableHeader, StartError> {
+            let bytes = read_blocking(qp, PoolOffset(off), TABLE_HEADER_LEN as u32, others)?;
+            TableHeader::decode(&bytes)
+                .ok_or_else(|| StartError::Unexpected(format!("no table header at {off:#x}")))
+        };
+        let table = header(&mut *qp, table_off, &mut others)?;
+        let next_table = if next_off != 0 && next_off != table_off {
+            Some(header(&mut *qp, next_off, &mut others)?)
+        } else {
+            None
+        };
+        let staging = Staging::new(&layout, head, used, cfg.batch_bytes_max, true);
+        let cache = Cache::new(cfg.cache_policy, cfg.cache_bytes);
+        Ok(Engine {
+            qp,
+            layout,
+            boot,
+            cache,
+            staging,
+            next_seq,
+            sealed: VecDeque::new(),
+            unmerged: HashMap::new(),
+            staged: HashMap::new(),
+            locks: HashMap::new(),
+            remote_reads: HashMap::new(),
+            parked: HashMap::new(),
+            reqs: Vec::new(),
+            free: Vec::new(),
+            generation: 0,
+            live: 0,
+            pending_writes: VecDeque::new(),
+            open_batch: 1,
+            open_writers: Vec::new(),
+            open_entries: Vec::new(),
+            open_since: None,
+            flush_requested: false,
+            inflight: None,
+            spares: VecDeque::new(),
+            spare_rpc: false,
+            pool_full: false,
+            next_spare_retry: Instant::now(),
+            cursor_poll: false,
+            next_cursor_poll: Instant::now(),
+            table: Some(table),
+            next_table,
+            refresh: Refresh::Idle,
+            waiting_table: Vec::new(),
+            failed: None,
+            done: Vec::new(),
+            completions: Vec::with_capacity(POLL_BATCH),
+            stats: EngineStats::default(),
+            miss_round_trips: 0,
+            misses_counted: 0,
+            cfg,
+        })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+    /// The MN boot this engine attached to.
+    pub fn boot(&self) -> u64 {
+        self.boot
+    }
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+    pub fn queue_pair(&self) -> &dyn QueuePair {
+        &*self.qp
+    }
+    /// Requests in flight.
+    pub fn in_flight(&self) -> usize {
+        self.live
+    }
+    /// Bytes of committed entries held locally until the MN merges them.
+    pub fn unmerged_keys(&self) -> usize {
+        self.unmerged.len()
+    }
+    /// Sealed blocks waiting for the merge.
+    pub fn sealed_blocks(&self) -> usize {
+        self.sealed.len()
+    }
+    /// The fabric error that stopped this core, if any.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+    /// Whether the engine has nothing to do until a new request arrives.
+    pub fn is_idle(&self) -> bool {
+        self.live == 0 && self.qp.in_flight() == 0 && self.open_entries.is_empty()
+    }
+    /// When the engine next needs a poll even without new input (a delayed completion, a batch
+    /// deadline, a merge-progress check).
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        let mut at = self.qp.next_due();
+        if let Some(since) = self.open_since {
+            at = Some(at.map_or(since + self.cfg.batch_delay, |a| {
+                a.min(since + self.cfg.batch_delay)
+            }));
+        }
+        if !self.sealed.is_empty() {
+            at = Some(at.map_or(self.next_cursor_poll, |a| a.min(self.next_cursor_poll)));
+        }
+        at
+    }
+
+    /// Starts a command. Its reply comes out of a later [`Engine::poll`] (or this one).
+    pub fn submit(&mut self, tag: Tag, cmd: Command) {
+        if let Some(reason) = &self.failed {
+            let reason = reason.clone();
+            self.done
+                .push((tag, Reply::Error(EngineError::Failed(reason))));
+            return;
+        }
+        if self.live >= ENGINE_REQUESTS_MAX {
+            self.done.push((tag, Reply::Error(EngineError::Busy)));
+            return;
+        }
+        match &cmd {
+            Command::Get { .. } => self.stats.gets += 1,
+            Command::Set { .. } => self.stats.sets += 1,
+            Command::Del { .. } => self.stats.dels += 1,
+            Command::Exists { .. } => self.stats.exists += 1,
+        }
+        self.generation = self.generation.wrapping_add(1);
+        let outcome = if cmd.is_write() {
+            Outcome::Write
+        } else {
+            Outcome::Miss
+        };
+        let req = Req {
+            tag,
+            generation: self.generation,
+            cmd,
+            state: State::Queued,
+            outcome,
+            round_trips: 0,
+            restarts: 0,
+            dirty: false,
+            locked: false,
+            use_next: false,
+            found: None,
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.reqs[id] = Some(req);
+                id
+            }
+            None => {
+                self.reqs.push(Some(req));
+                self.reqs.len() - 1
+            }
+        };
+        self.live += 1;
+        self.begin(id);
+    }
+
+    /// The caller has no more input for now: commit staged writes without waiting for more.
+    pub fn flush_now(&mut self) {
+        self.flush_requested = true;
+    }
+
+    /// Reaps completions and advances requests; finished ones are appended to `out`. Returns
+    /// whether anything happened.
+    pub fn poll(&mut self, out: &mut Vec<(Tag, Reply)>) -> bool {
+        let mut progressed = false;
+        let mut completions = std::mem::take(&mut self.completions);
+        completions.clear();
+        self.qp.poll(&mut completions, POLL_BATCH);
+        for c in completions.drain(..) {
+            progressed = true;
+            self.on_completion(c);
+        }
+        self.completions = completions;
+        let now = Instant::now();
+        self.stage_pending();
+        if self.inflight.is_none() && !self.open_entries.is_empty() {
+            let deadline = self
+                .open_since
+                .is_some_and(|s| now >= s + self.cfg.batch_delay);
+            if self.flush_requested || deadline {
+                self.commit();
+            }
+        }
+        if self.open_entries.is_empty() {
+            self.flush_requested = false;
+        }
+        self.maybe_request_spares();
+        self.maybe_poll_cursor(now);
+        if !self.done.is_empty() {
+            progressed = true;
+            out.append(&mut self.done);
+        }
+        progressed
+    }
+
+    // Request lifecycle.
+
+    fn req(&mut self, id: ReqId) -> &mut Req {
+        self.reqs[id].as_mut().expect("a live request")
+    }
+
+    fn finish(&mut self, id: ReqId, reply: Reply) {
+        let Some(req) = self.reqs[id].take() else {
+            return;
+        };
+        if matches!(reply, Reply::Error(_)) {
+            self.stats.errors += 1;
+        }
+        self.stats.ops[req.outcome as usize] += 1;
+        self.stats.round_trips[req.outcome as usize] += u64::from(req.round_trips);
+        self.done.push((req.tag, reply));
+        self.free.push(id);
+        self.live -= 1;
+        if req.locked {
+            self.unlock(req.cmd.key());
+        }
+    }
+
+    fn begin(&mut self, id: ReqId) {
+        let key: Box<[u8]> = self.req(id).cmd.key().into();
+        if let Some(waiters) = self.locks.get_mut(&key) {
+            waiters.push_back(id);
+            self.req(id).state = State::Queued;
+            return;
+        }
+        let req = self.req(id);
+        if req.cmd.reads_before_write() {
+            req.locked = true;
+            self.locks.insert(key, VecDeque::new());
+            self.start_read(id);
+        } else if req.cmd.is_write() {
+            req.state = State::PendingWrite;
+            self.pending_writes.push_back(id);
+        } else {
+            self.start_read(id);
+        }
+    }
+
+    /// Releases a key held by a read-then-write command and starts the commands waiting on it,
+    /// in order, until one of them takes the key again.
+    fn unlock(&mut self, key: &[u8]) {
+        let Some(mut waiters) = self.locks.remove(key) else {
+            return;
+        };
+        while let Some(next) = waiters.pop_front() {
+            self.begin(next);
+            if let Some(queue) = self.locks.get_mut(key) {
+                // `next` holds the key now: the rest wait behind it.
+                queue.extend(waiters);
+                return;
+            }
+        }
+    }
+
+    // Reads.
+
+    fn start_read(&mut self, id: ReqId) {
+        let key: Box<[u8]> = self.req(id).cmd.key().into();
+        if let Some(staged) = self.staged.get(&key).copied() {
+            // The newest write of the key is not acknowledged yet: answer after its batch.
+            self.req(id).state = State::WaitBatch;
+            self.parked.entry(staged.batch).or_default().push(id);
+            if staged.batch == self.open_batch {
+                self.flush_requested = true;
+            }
+            return;
+        }
+        let is_write = self.req(id).cmd.is_write();
+        if let Lookup::Value { .. } = self.cache.peek(&key) {
+            if let Lookup::Value { value, .. } = self.cache.get(&key) {
+                let value = value.to_vec();
+                if !is_write {
+                    self.req(id).outcome = Outcome::Value;
+                }
+                self.read_done(id, Some(value));
+                return;
+            }
+        }
+        if let Some(u) = self.unmerged.get(&key).copied() {
+            let value = match u.op {
+                Op::Delete => None,
+                Op::Put => match self.mirror_value(u.loc) {
+                    Some(v) => Some(v),
+                    None => {
+                        self.fail_engine(format!(
+                            "entry {:?} of an unmerged key is not mirrored",
+                            u.loc
+                        ));
+                        return;
+                    }
+                },
+            };
+            if !is_write {
+                self.req(id).outcome = Outcome::Log;
+            }
+            self.read_done(id, value);
+            return;
+        }
+        match self.cache.get(&key) {
+            Lookup::Shortcut(sc) => {
+                if !is_write {
+                    self.req(id).outcome = Outcome::Shortcut;
+                }
+                if matches!(self.req(id).cmd, Command::Exists { .. }) {
+                    // A cached shortcut means the key exists; no need to fetch its value.
+                    self.read_done(id, Some(Vec::new()));
+                    return;
+                }
+                self.req(id).state = State::Shortcut(sc);
+                self.remote_reads.entry(key).or_default().push(id);
+                self.post_req_read(id, PoolOffset(sc.entry_offset), sc.entry_len);
+            }
+            _ => {
+                if !is_write {
+                    self.req(id).outcome = Outcome::Miss;
+                }
+                self.remote_reads.entry(key).or_default().push(id);
+                self.start_probe(id);
+            }
+        }
+    }
+
+    fn start_probe(&mut self, id: ReqId) {
+        let use_next = self.req(id).use_next;
+        let table = if use_next {
+            self.next_table.or(self.table)
+        } else {
+            self.table
+        };
+        let Some(table) = table else {
+            self.req(id).state = State::WaitTable;
+            self.waiting_table.push(id);
+            self.start_refresh();
+            return;
+        };
+        let key = self.req(id).cmd.key().to_vec();
+        let mut probe = Probe::new(table, &key, key_hash(&key), key_hash, self.cfg.value_hint);
+        let step = probe.start();
+        self.req(id).state = State::Probe(Box::new(probe));
+        self.probe_step(id, step);
+    }
+
+    fn probe_step(&mut self, id: ReqId, step: Step) {
+        match step {
+            Step::Read { off, len } => self.post_req_read(id, off, len),
+            Step::Hit(hit) => self.probe_done(id, Some(hit)),
+            Step::Miss => self.probe_done(id, None),
+            Step::Stale | Step::Moved | Step::Retry => {
+                self.stats.lookup_restarts += 1;
+                let req = self.req(id);
+                req.restarts += 1;
+                if req.restarts > LOOKUP_RESTARTS_MAX {
+                    self.forget_remote_read(id);
+                    self.finish(id, Reply::Error(EngineError::Contended));
+                    return;
+                }
+                match step {
+                    Step::Retry => self.start_probe(id),
+                    Step::Moved => {
+                        req.use_next = true;
+                        // The next table's header may be unknown, or the resize may be over.
+                        self.table = None;
+                        self.start_probe(id);
+                    }
+                    _ => {
+                        req.use_next = false;
+                        self.table = None;
+                        self.start_probe(id);
+                    }
+                }
+            }
+        }
+    }
+
+    fn probe_done(&mut self, id: ReqId, hit: Option<Hit>) {
+        let rts = u64::from(self.req(id).round_trips);
+        self.miss_round_trips += rts;
+        self.misses_counted += 1;
+        if self.misses_counted >= MISS_COST_WINDOW {
+            self.cache
+                .set_miss_cost(self.miss_round_trips as f64 / self.misses_counted as f64);
+            self.miss_round_trips = 0;
+            self.misses_counted = 0;
+        }
+        let dirty = self.forget_remote_read(id);
+        let key: Box<[u8]> = self.req(id).cmd.key().into();
+        let value = hit.as_ref().map(|h| h.value().to_vec());
+        if let Some(hit) = &hit {
+            if !dirty && !self.staged.contains_key(&key) && !self.unmerged.contains_key(&key) {
+                let sc = Shortcut {
+                    entry_offset: hit.entry.get(),
+                    entry_len: hit.entry_len() as u32,
+                };
+                self.cache.insert(&key, hit.value(), sc);
+            }
+        }
+        self.read_done(id, value);
+    }
+
+    /// Removes `id` from the key's remote readers; returns whether a write committed meanwhile.
+    fn forget_remote_read(&mut self, id: ReqId) -> bool {
+        let key: Box<[u8]> = self.req(id).cmd.key().into();
+        if let Some(list) = self.remote_reads.get_mut(&key) {
+            list.retain(|&r| r != id);
+            if list.is_empty() {
+                self.remote_reads.remove(&key);
+            }
+        }
+        self.req(id).dirty
+    }
+
+    fn shortcut_done(&mut self, id: ReqId, sc: Shortcut, bytes: &[u8]) {
+        let key: Box<[u8]> = self.req(id).cmd.key().into();
+        match decode_entry(bytes) {
+            Ok(e) if e.key == &*key && e.op == Op::Put => {
+                let value = e.value.to_vec();
+                let dirty = self.forget_remote_read(id);
+                if !dirty {
+                    self.cache.shortcut_filled(&key, &value, sc);
+                }
+                self.read_done(id, Some(value));
+            }
+            _ => {
+                // The entry's block was reclaimed and reused: go through the index.
+                self.stats.shortcut_stale += 1;
+                if !self.req(id).dirty {
+                    self.cache.remove(&key);
+                }
+                if !self.req(id).cmd.is_write() {
+                    self.req(id).outcome = Outcome::Miss;
+                }
+                self.start_probe(id);
+            }
+        }
+    }
+
+    /// A read finished with `value` (None: the key is absent).
+    fn read_done(&mut self, id: ReqId, value: Option<Vec<u8>>) {
+        let req = self.req(id);
+        match &req.cmd {
+            Command::Get { .. } => self.finish(id, Reply::Value(value)),
+            Command::Exists { .. } => self.finish(id, Reply::Int(i64::from(value.is_some()))),
+            Command::Set { cond, get, .. } => {
+                let exists = value.is_some();
+                let write = match cond {
+                    SetCond::Always => true,
+                    SetCond::IfAbsent => !exists,
+                    SetCond::IfPresent => exists,
+                };
+                if write {
+                    req.found = Some(value);
+                    req.state = State::PendingWrite;
+                    self.pending_writes.push_back(id);
+                } else {
+                    let reply = if *get {
+                        Reply::Value(value)
+                    } else {
+                        Reply::NotSet
+                    };
+                    self.stats.no_ops += 1;
+                    self.finish(id, reply);
+                }
+            }
+            Command::Del { .. } => {
+                if value.is_some() {
+                    req.found = Some(value);
+                    req.state = State::PendingWrite;
+                    self.pending_writes.push_back(id);
+                } else {
+                    self.stats.no_ops += 1;
+                    self.finish(id, Reply::Int(0));
+                }
+            }
+        }
+    }
+
+    fn post_req_read(&mut self, id: ReqId, off: PoolOffset, len: u32) {
+        let generation = self.req(id).generation;
+        let outcome = self.req(id).outcome;
+        let verb = Verb::Read { remote: off, len };
+        match self
+            .qp
+            .post(wr(WR_REQ, ((generation as u64) << 32) | id as u64), verb)
+        {
+            Ok(()) => {
+                self.req(id).round_trips += 1;
+                self.stats
+                    .count_verb(outcome, VerbKind::Read, u64::from(len));
+            }
+            Err(e) => {
+                // A full queue pair cannot happen below the request limit; anything else is fatal.
+                self.fail_engine(format!("posting a READ: {e}"));
+            }
+        }
+    }
+
+    // Table header refresh (stale or moved tables).
+
+    fn start_refresh(&mut self) {
+        if !matches!(self.refresh, Refresh::Idle) {
+            return;
+        }
+        self.stats.table_refreshes += 1;
+        self.refresh = Refresh::Root;
+        let verb = Verb::Read {
+            remote: PoolOffset(self.layout.root_off),
+            len: 16,
+        };
+        if let Err(e) = self.qp.post(wr(WR_ROOT, 0), verb) {
+            self.fail_engine(format!("posting a root READ: {e}"));
+        }
+    }
+
+    fn on_root(&mut self, bytes: &[u8]) {
+        let Some((table, next)) = decode_root(bytes) else {
+            self.refresh = Refresh::Idle;
+            self.start_refresh();
+            return;
+        };
+        let next = if next == table { 0 } else { next };
+        let mut batch = vec![(
+            wr(WR_HEADER, 0),
+            Verb::Read {
+                remote: PoolOffset(table),
+                len: TABLE_HEADER_LEN as u32,
+            },
+        )];
+        if next != 0 {
+            batch.push((
+                wr(WR_HEADER, 1),
+                Verb::Read {
+                    remote: PoolOffset(next),
+                    len: TABLE_HEADER_LEN as u32,
+                },
+            ));
+        }
+        let outstanding = batch.len();
+        self.refresh = Refresh::Headers {
+            next,
+            got: [None, None],
+            outstanding,
+        };
+        if let Err(e) = self.qp.post_batch(batch) {
+            self.fail_engine(format!("posting header READs: {e}"));
+        }
+    }
+
+    fn on_header(&mut self, which: usize, bytes: &[u8]) {
+        let Refresh::Headers {
+            got,
+            outstanding,
+            next,
+            ..
+        } = &mut self.refresh
+        else {
+            return;
+        };
+        got[which] = TableHeader::decode(bytes);
+        *outstanding -= 1;
+        if *outstanding > 0 {
+            return;
+        }
+        let (current, next_header, has_next) = (got[0], got[1], *next != 0);
+        self.refresh = Refresh::Idle;
+        let Some(current) = current else {
+            // A header that does not decode: the root moved on while we read it. Again.
+            self.start_refresh();
+            return;
+        };
+        if has_next && next_header.is_none() {
+            self.start_refresh();
+            return;
+        }
+        self.table = Some(current);
+        self.next_table = next_header;
+        for id in std::mem::take(&mut self.waiting_table) {
+            if self.reqs[id].is_some() {
+                self.start_probe(id);
+            }
+        }
+    }
+
+    // Writes.
+
+    /// Stages waiting writes, in order, while there is room; stops at the first that must wait.
+    fn stage_pending(&mut self) {
+        while let Some(&id) = self.pending_writes.front() {
+            if self.inflight.is_some() {
+                return;
+            }
+            if self.sealed.len() >= UNMERGED_BLOCKS_MAX {
+                self.stats.backpressure_waits += 1;
+                return;
+            }
+            let (op, key, value) = match &self.req(id).cmd {
+                Command::Set { key, value, .. } => (Op::Put, key.clone(), value.clone()),
+                Command::Del { key } => (Op::Delete, key.clone(), Vec::new()),
+                _ => unreachable_command(),
+            };
+            let version = Version {
+                epoch: self.cfg.epoch,
+                seq: self.next_seq,
+            };
+            match self.staging.append(op, &key, &value, version) {
+                Ok(loc) => {
+                    self.pending_writes.pop_front();
+                    self.next_seq += 1;
+                    let key: Box<[u8]> = key.into();
+                    self.staged.insert(
+                        key.clone(),
+                        Staged {
+                            batch: self.open_batch,
+                        },
+                    );
+                    self.open_entries.push(BatchEntry { key, loc, op });
+                    self.open_writers.push(id);
+                    self.open_since.get_or_insert_with(Instant::now);
+                    let req = self.req(id);
+                    req.state = State::WaitBatch;
+                    if req.locked {
+                        req.locked = false;
+                        let key = req.cmd.key().to_vec();
+                        self.unlock(&key);
+                    }
+                }
+                Err(AppendError::NeedBlock) => match self.spares.pop_front() {
+                    Some(b) => self.staging.set_spare(b),
+                    None => {
+                        if self.pool_full && !self.spare_rpc {
+                            self.pending_writes.pop_front();
+                            self.finish(id, Reply::Error(EngineError::PoolFull));
+                            continue;
+                        }
+                        self.maybe_request_spares();
+                        return;
+                    }
+                },
+                Err(AppendError::BatchFull) => {
+                    self.flush_requested = true;
+                    return;
+                }
+                Err(e @ (AppendError::KeyTooLong(_) | AppendError::EntryTooLarge { .. })) => {
+                    self.pending_writes.pop_front();
+                    self.finish(id, Reply::Error(EngineError::TooLarge(e.to_string())));
+                }
+            }
+        }
+    }
+
+    fn commit(&mut self) {
+        let plan = self.staging.plan(&self.layout);
+        if plan.tails.is_empty() {
+            return;
+        }
+        let persist = self.cfg.durability == Durability::Flush;
+        let mut batch = Vec::with_capacity(plan.writes.len() + plan.tails.len());
+        let mut bytes = 0u64;
+        for w in &plan.writes {
+            let data = self.staging.bytes(w).to_vec();
+            bytes += data.len() as u64;
+            batch.push((
+                wr(WR_COMMIT, self.open_batch),
+                Verb::Write {
+                    remote: w.to,
+                    data,
+                    persist,
+                },
+            ));
+        }
+        for &(at, word) in &plan.tails {
+            batch.push((
+                wr(WR_COMMIT, self.open_batch),
+                Verb::Write {
+                    remote: at,
+                    data: word.to_le_bytes().to_vec(),
+                    persist,
+                },
+            ));
+        }
+        let verbs = batch.len();
+        if let Err(e) = self.qp.post_batch(batch) {
+            self.fail_engine(format!("posting a batch: {e}"));
+            return;
+        }
+        self.stats.batches += 1;
+        self.stats.batch_entries += self.open_entries.len() as u64;
+        self.stats.batch_bytes += bytes;
+        self.stats.round_trips[Outcome::Write as usize] += 1;
+        self.stats.verbs[Outcome::Write as usize][VerbKind::Write as usize] += verbs as u64;
+        self.stats.bytes[Outcome::Write as usize][VerbKind::Write as usize] +=
+            bytes + 8 * plan.tails.len() as u64;
+        let writers = std::mem::take(&mut self.open_writers);
+        for &id in &writers {
+            self.req(id).state = State::WaitBatch;
+        }
+        self.inflight = Some(Inflight {
+            id: self.open_batch,
+            writers,
+            entries: std::mem::take(&mut self.open_entries),
+            outstanding: verbs,
+            failure: None,
+        });
+        self.open_batch += 1;
+        self.open_since = None;
+        self.flush_requested = false;
+    }
+
+    fn on_commit_completion(&mut self, result: Result<CompletionData, VerbError>) {
+        let Some(inflight) = self.inflight.as_mut() else {
+            return;
+        };
+        inflight.outstanding -= 1;
+        if let Err(e) = result {
+            inflight.failure.get_or_insert(e);
+        }
+        if inflight.outstanding > 0 {
+            return;
+        }
+        let Some(batch) = self.inflight.take() else {
+            return;
+        };
+        if let Some(e) = batch.failure {
+            self.staging.abort();
+            let reason = format!("a batch commit failed: {e}");
+            for id in batch.writers {
+                self.finish(id, Reply::Error(EngineError::Failed(reason.clone())));
+            }
+            self.fail_engine(reason);
+            return;
+        }
+        if let Some(sealed) = self.staging.committed() {
+            self.sealed.push_back(sealed);
+            self.stats.block_switches += 1;
+            self.next_cursor_poll = Instant::now();
+        }
+        for e in &batch.entries {
+            self.unmerged.insert(
+                e.key.clone(),
+                Unmerged {
+                    loc: e.loc,
+                    op: e.op,
+                },
+            );
+            if self.staged.get(&e.key).is_some_and(|s| s.batch == batch.id) {
+                self.staged.remove(&e.key);
+            }
+            match e.op {
+                Op::Put => {
+                    let shortcut = Shortcut {
+                        entry_offset: e.loc.pool_offset(&self.layout).get(),
+                        entry_len: e.loc.len as u32,
+                    };
+                    if let Some(value) = self.mirror_value(e.loc) {
+                        self.cache.insert(&e.key, &value, shortcut);
+                    }
+                }
+                Op::Delete => {
+                    self.cache.remove(&e.key);
+                }
+            }
+            if let Some(readers) = self.remote_reads.get(&e.key) {
+                for &r in readers.clone().iter() {
+                    if let Some(req) = self.reqs[r].as_mut() {
+                        req.dirty = true;
+                    }
+                }
+            }
+        }
+        for id in batch.writers {
+            let reply = match &self.req(id).cmd {
+                Command::Set { get: true, .. } => Reply::Value(self.req(id).found.take().flatten()),
+                Command::Set { .. } => Reply::Ok,
+                Command::Del { .. } => Reply::Int(1),
+                _ => unreachable_command(),
+            };
+            self.finish(id, reply);
+        }
+        for id in self.parked.remove(&batch.id).unwrap_or_default() {
+            if self.reqs[id].is_some() {
+                self.start_read(id);
+            }
+        }
+    }
+
+    /// The value of a committed entry from this core's mirrors.
+    fn mirror_value(&self, loc: EntryLoc) -> Option<Vec<u8>> {
+        let mirror = self
+            .staging
+            .mirror(loc.block)
+            .or_else(|| self.sealed.iter().find(|m| m.block == loc.block))?;
+        let bytes = mirror.get(loc.offset, loc.len)?;
+        decode_entry(bytes).ok().map(|e| e.value.to_vec())
+    }
+
+    fn maybe_request_spares(&mut self) {
+        if self.spare_rpc
+            || !self.spares.is_empty()
+            || self.failed.is_some()
+            || !self.staging.needs_spare()
+        {
+            return;
+        }
+        if self.pool_full && Instant::now() < self.next_spare_retry {
+            return;
+        }
+        let request = MnRequest::AllocBlocks {
+            chain: self.cfg.chain,
+            count: SPARES_PER_RPC,
+        }
+        .encode();
+        self.stats
+            .count_verb(Outcome::Write, VerbKind::Rpc, request.len() as u64);
+        match self.qp.post(wr(WR_ALLOC, 0), Verb::Rpc { request }) {
+            Ok(()) => {
+                self.spare_rpc = true;
+                self.stats.spare_rpcs += 1;
+            }
+            Err(e) => self.fail_engine(format!("posting a block request: {e}")),
+        }
+    }
+
+    fn on_alloc(&mut self, result: Result<CompletionData, VerbError>) {
+        self.spare_rpc = false;
+        match result.map(|d| match d {
+            CompletionData::Bytes(b) => MnResponse::decode(&b).map_err(|e| e.to_string()),
+            other => Err(format!("{other:?}")),
+        }) {
+            Ok(Ok(MnResponse::Blocks(blocks))) => {
+                self.pool_full = blocks.is_empty();
+                self.next_spare_retry = Instant::now() + POOL_FULL_RETRY;
+                self.spares.extend(blocks);
+                if self.staging.needs_spare() {
+                    if let Some(b) = self.spares.pop_front() {
+                        self.staging.set_spare(b);
+                    }
+                }
+            }
+            Ok(Ok(MnResponse::Error {
+                code: crate::mn::proto::ErrorCode::NoSpace,
+                ..
+            })) => {
+                // Ask again later: the merge frees blocks as keys are overwritten or deleted.
+                self.pool_full = true;
+                self.next_spare_retry = Instant::now() + POOL_FULL_RETRY;
+            }
+            Ok(Ok(other)) => self.fail_engine(format!(
+                "the memory node answered {other:?} to a block request"
+            )),
+            Ok(Err(e)) => self.fail_engine(format!("a block request: {e}")),
+            Err(e) => self.fail_engine(format!("a block request: {e}")),
+        }
+    }
+
+    // Merge progress.
+
+    fn maybe_poll_cursor(&mut self, now: Instant) {
+        if self.sealed.is_empty()
+            || self.cursor_poll
+            || now < self.next_cursor_poll
+            || self.failed.is_some()
+        {
+            return;
+        }
+        let verb = Verb::Read {
+            remote: self.layout.chain_off(self.cfg.chain),
+            len: 8,
+        };
+        match self.qp.post(wr(WR_CURSOR, 0), verb) {
+            Ok(()) => {
+                self.cursor_poll = true;
+                self.stats.merge_polls += 1;
+            }
+            Err(e) => self.fail_engine(format!("posting a cursor READ: {e}")),
+        }
+    }
+
+    fn on_cursor(&mut self, bytes: &[u8]) {
+        self.cursor_poll = false;
+        self.next_cursor_poll = Instant::now() + MERGE_POLL_INTERVAL;
+        let Ok(word) = <[u8; 8]>::try_from(bytes) else {
+            return;
+        };
+        let link = u64::from_le_bytes(word);
+        let Some(cursor) = u32::try_from(link).ok().and_then(BlockId::from_link) else {
+            return;
+        };
+        let mut released = Vec::new();
+        // Sealed blocks are in chain order: those before the cursor are merged and unlinked.
+        if self.sealed.iter().any(|m| m.block == cursor) || self.staging.head().0 == cursor {
+            while self.sealed.front().is_some_and(|m| m.block != cursor) {
+                if let Some(m) = self.sealed.pop_front() {
+                    released.push(m.block);
+                }
+            }
+        }
+        if !released.is_empty() {
+            self.stats.sealed_released += released.len() as u64;
+            self.unmerged
+                .retain(|_, u| !released.contains(&u.loc.block));
+        }
+    }
+
+    // Completions.
+
+    fn on_completion(&mut self, c: Completion) {
+        let kind = c.wr.0 >> 60;
+        let payload = c.wr.0 & ((1 << 60) - 1);
+        match kind {
+            WR_REQ => {
+                let id = (payload & 0xFFFF_FFFF) as usize;
+                let generation = (payload >> 32) as u32;
+                let live = self
+                    .reqs
+                    .get(id)
+                    .and_then(|r| r.as_ref())
+                    .is_some_and(|r| r.generation == generation);
+                if !live {
+                    return;
+                }
+                let bytes = match c.result {
+                    Ok(CompletionData::Bytes(b)) => b,
+                    Ok(_) => Vec::new(),
+                    Err(e) => {
+                        self.forget_remote_read(id);
+                        let reason = format!("a READ failed: {e}");
+                        self.finish(id, Reply::Error(EngineError::Failed(reason.clone())));
+                        self.fail_engine(reason);
+                        return;
+                    }
+                };
+                match std::mem::replace(&mut self.req(id).state, State::Queued) {
+                    State::Shortcut(sc) => self.shortcut_done(id, sc, &bytes),
+                    State::Probe(mut probe) => {
+                        let step = probe.feed(&bytes);
+                        self.req(id).state = State::Probe(probe);
+                        self.probe_step(id, step);
+                    }
+                    other => self.req(id).state = other,
+                }
+            }
+            WR_COMMIT => self.on_commit_completion(c.result),
+            WR_ALLOC => self.on_alloc(c.result),
+            WR_CURSOR => match c.result {
+                Ok(CompletionData::Bytes(b)) => self.on_cursor(&b),
+                Ok(_) => self.cursor_poll = false,
+                Err(e) => self.fail_engine(format!("a cursor READ failed: {e}")),
+            },
+            WR_ROOT => match c.result {
+                Ok(CompletionData::Bytes(b)) => self.on_root(&b),
+                Ok(_) => self.refresh = Refresh::Idle,
+                Err(e) => self.fail_engine(format!("a root READ failed: {e}")),
+            },
+            WR_HEADER => match c.result {
+                Ok(CompletionData::Bytes(b)) => self.on_header((payload & 1) as usize, &b),
+                Ok(_) => self.refresh = Refresh::Idle,
+                Err(e) => self.fail_engine(format!("a header READ failed: {e}")),
+            },
+            _ => {}
+        }
+    }
+
+    /// Stops the engine after a fabric error: every request still waiting fails, and every
+    /// later one too, until the core is restarted (nothing is guessed about an unknown state).
+    fn fail_engine(&mut self, reason: String) {
+        if self.failed.is_none() {
+            self.failed = Some(reason.clone());
+        }
+        let waiting: Vec<ReqId> = (0..self.reqs.len())
+            .filter(|&id| {
+                self.reqs[id].as_ref().is_some_and(|r| {
+                    // Requests whose verbs are still outstanding finish when those complete.
+                    !matches!(r.state, State::Shortcut(_) | State::Probe(_))
+                        && !self
+                            .inflight
+                            .as_ref()
+                            .is_some_and(|b| b.writers.contains(&id))
+                })
+            })
+            .collect();
+        self.pending_writes.clear();
+        self.open_writers.clear();
+        self.open_entries.clear();
+        self.staging.abort();
+        self.waiting_table.clear();
+        self.parked.clear();
+        self.staged.clear();
+        for id in waiting {
+            self.finish(id, Reply::Error(EngineError::Failed(reason.clone())));
+        }
+    }
+}
+
+fn unreachable_command() -> ! {
+    // Only SET and DEL are ever queued as writes (see `begin` and `read_done`).
+    panic!("a read command in the write queue")
+}
+
+/// Posts a READ and waits for it (start-up only).
+fn read_blocking(
+    qp: &mut dyn QueuePair,
+    off: PoolOffset,
+    len: u32,
+    others: &mut Vec<Completion>,
+) -> Result<Vec<u8>, VerbError> {
+    let id = WrId(u64::MAX - 1);
+    qp.post(id, Verb::Read { remote: off, len })
+        .map_err(|e| VerbError::Refused(e.to_string()))?;
+    match wait_for(qp, id, others).result? {
+        CompletionData::Bytes(b) => Ok(b),
+        other => Err(VerbError::Refused(format!(
+            "a READ completed with {other:?}"
+        ))),
+    }
+}
+
+/// Sends an RPC to the MN and waits for its answer (start-up only).
+fn rpc_blocking(
+    qp: &mut dyn QueuePair,
+    request: &MnRequest,
+    others: &mut Vec<Completion>,
+) -> Result<MnResponse, StartError> {
+    let id = WrId(u64::MAX);
+    qp.post(
+        id,
+        Verb::Rpc {
+            request: request.encode(),
+        },
+    )
+    .map_err(|e| VerbError::Refused(e.to_string()))?;
+    let bytes = match wait_for(qp, id, others).result? {
+        CompletionData::Bytes(b) => b,
+        other => {
+            return Err(StartError::Unexpected(format!(
+                "an RPC completed with {other:?}"
+            )));
+        }
+    };
+    match MnResponse::decode(&bytes) {
+        Ok(MnResponse::Error { code, message }) => {
+            Err(StartError::Unexpected(format!("error {code:?}: {message}")))
+        }
+        Ok(response) => Ok(response),
+        Err(e) => Err(StartError::Unexpected(format!("an undecodable reply: {e}"))),
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod constants;
 pub mod engine;
+pub mod session;
 pub mod stats;
 
 pub use engine::{

@@ -6,3 +6,4 @@ pub mod fabric;
 pub mod kn;
 pub mod mn;
 pub mod resp;
+pub mod sys;

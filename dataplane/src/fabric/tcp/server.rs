@@ -22,10 +22,10 @@
 //! (waiting for cancelled operations). Nothing a peer sends can make the loop panic or touch
 //! another connection; the worst it can do is be dropped.
 
-use std::fs::File;
-use std::io::{self, Write};
+use crate::sys::EventFd;
+use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -158,32 +158,6 @@ struct Stats {
 impl Stats {
     fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// An eventfd: RPC threads signal it, the loop keeps a read on it in the ring.
-struct EventFd(File);
-
-impl EventFd {
-    fn new() -> io::Result<EventFd> {
-        // SAFETY: eventfd takes no pointers; it returns a new descriptor or -1.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` was just returned by eventfd, is open, and nothing else owns it.
-        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(EventFd(File::from(owned)))
-    }
-
-    fn signal(&self) {
-        // Adding 1 to the counter cannot block until it nears u64::MAX, which the loop's reads
-        // (each resets it) keep far away; a failure only delays the loop to its next tick.
-        let _ = (&self.0).write(&1u64.to_ne_bytes());
-    }
-
-    fn raw(&self) -> RawFd {
-        self.0.as_raw_fd()
     }
 }
 

@@ -232,22 +232,58 @@ pub trait RpcHandler: Send + Sync + 'static {
 }
 
 /// Blocks (polling) until the completion of `wr` arrives; other completions reaped meanwhile are
-/// returned in `others`. For slow paths only (start-up, control commands, tests).
+/// appended to `others`. A completion of `wr` already in `others` (reaped by an earlier call) is
+/// taken from there first. For slow paths only (start-up, control commands, tests); a caller that
+/// cannot rule out a request that never completes uses [`wait_for_until`].
 pub fn wait_for(qp: &mut dyn QueuePair, wr: WrId, others: &mut Vec<Completion>) -> Completion {
-    let mut buf = Vec::new();
+    loop {
+        // A far deadline, renewed: the wait ends only when the completion arrives.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+        if let Some(c) = wait_for_until(qp, wr, others, deadline) {
+            return c;
+        }
+    }
+}
+
+/// Like [`wait_for`], but gives up at `deadline` and returns `None` (the request may still
+/// complete later; its completion then arrives through a later poll of `qp`).
+pub fn wait_for_until(
+    qp: &mut dyn QueuePair,
+    wr: WrId,
+    others: &mut Vec<Completion>,
+    deadline: std::time::Instant,
+) -> Option<Completion> {
+    // Completions reaped per poll.
+    const POLL_BATCH: usize = 64;
+    // Empty polls in a row before the wait starts sleeping between polls, and how long it sleeps:
+    // short waits stay responsive, long ones (a merge RPC) do not burn a core.
+    const SPINS_BEFORE_SLEEP: u32 = 64;
+    const IDLE_SLEEP: std::time::Duration = std::time::Duration::from_micros(100);
+    if let Some(i) = others.iter().position(|c| c.wr == wr) {
+        return Some(others.remove(i));
+    }
+    let mut buf = Vec::with_capacity(POLL_BATCH);
+    let mut idle_polls = 0u32;
     loop {
         buf.clear();
-        if qp.poll(&mut buf, 64) == 0 {
-            match qp.next_due() {
-                Some(due) => {
-                    let now = std::time::Instant::now();
-                    if due > now {
-                        std::thread::sleep((due - now).min(std::time::Duration::from_millis(1)));
-                    }
-                }
-                None => std::thread::yield_now(),
+        if qp.poll(&mut buf, POLL_BATCH) == 0 {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return None;
             }
+            idle_polls = idle_polls.saturating_add(1);
+            match qp.next_due() {
+                Some(due) if due > now => {
+                    std::thread::sleep((due - now).min(deadline - now).min(IDLE_SLEEP));
+                }
+                _ if idle_polls > SPINS_BEFORE_SLEEP => {
+                    std::thread::sleep(IDLE_SLEEP.min(deadline - now));
+                }
+                _ => std::thread::yield_now(),
+            }
+            continue;
         }
+        idle_polls = 0;
         let mut found = None;
         for c in buf.drain(..) {
             if c.wr == wr && found.is_none() {
@@ -256,8 +292,8 @@ pub fn wait_for(qp: &mut dyn QueuePair, wr: WrId, others: &mut Vec<Completion>) 
                 others.push(c);
             }
         }
-        if let Some(c) = found {
-            return c;
+        if found.is_some() {
+            return found;
         }
     }
 }

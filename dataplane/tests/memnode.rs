@@ -1,0 +1,959 @@
+//! The memory node in-process: a `MemBackend` pool served over the `local` fabric, with a test
+//! writer that commits log batches the way a KN does (staged entries, then one doorbell of data
+//! WRITEs and tail WRITEs). Each test checks one RPC's documented behaviour (mn/proto.rs) against
+//! the pool and the index, or the node's background merge, failure and shutdown behaviour.
+//!
+//! Nothing here depends on timing: waits have a deadline only so that a hang fails the test.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dinomo_dataplane::fabric::local::{LocalFabric, LocalOptions};
+use dinomo_dataplane::fabric::{
+    CompletionData, Fabric, QueuePair, RpcHandler, Verb, WrId, wait_for, wait_for_until,
+};
+use dinomo_dataplane::mn::client::{ClientError, rpc};
+use dinomo_dataplane::mn::memnode::{
+    CreateMode, Durability, MemnodeConfig, MemoryNode, MnError, NodeOptions,
+};
+use dinomo_dataplane::mn::proto::{ErrorCode, PROTO_VERSION, Request, Response};
+use dinomo_index::IndexConfig;
+use dinomo_pmem::error::AppendError;
+use dinomo_pmem::{
+    BlockId, BlockState, ChainId, Layout, MemBackend, Op, PoolConfig, PoolError, SharedBackend,
+    Staging, Version,
+};
+
+/// Pool of most tests, with small blocks so that batches cross blocks.
+const POOL_BYTES: u64 = 4 << 20;
+const BLOCK_BYTES: u64 = 4096;
+/// Largest batch the test writer stages.
+const BATCH_BYTES_MAX: u64 = 16 << 10;
+/// Deadline that turns a hang into a failure.
+const HANG: Duration = Duration::from_secs(30);
+
+struct Setup {
+    backend: SharedBackend,
+    node: Arc<MemoryNode>,
+    fabric: LocalFabric,
+}
+
+fn options(merge_threads: usize) -> NodeOptions {
+    NodeOptions {
+        merge_threads,
+        index: IndexConfig::default(),
+    }
+}
+
+fn setup(merge_threads: usize) -> Setup {
+    let backend: SharedBackend = Arc::new(MemBackend::new(POOL_BYTES));
+    let node = MemoryNode::open_backend(
+        Arc::clone(&backend),
+        Some(&PoolConfig::small(POOL_BYTES, BLOCK_BYTES)),
+        options(merge_threads),
+    )
+    .expect("a new pool opens");
+    serve(backend, node)
+}
+
+fn serve(backend: SharedBackend, node: Arc<MemoryNode>) -> Setup {
+    let handler: Arc<dyn RpcHandler> = node.clone();
+    let fabric = LocalFabric::new(
+        Arc::clone(&backend),
+        LocalOptions::default().with_rpc_handler(handler),
+    );
+    Setup {
+        backend,
+        node,
+        fabric,
+    }
+}
+
+impl Setup {
+    fn qp(&self) -> Box<dyn QueuePair> {
+        self.fabric.connect().expect("local queue pair")
+    }
+    fn layout(&self) -> Layout {
+        *self.node.pool().layout()
+    }
+    fn call(&self, request: Request) -> Response {
+        call(&mut *self.qp(), request)
+    }
+    fn refused(&self, request: Request) -> ErrorCode {
+        refused(&mut *self.qp(), request)
+    }
+    fn value(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.node
+            .index()
+            .get(key)
+            .expect("lookup")
+            .map(|hit| hit.value().to_vec())
+    }
+}
+
+fn call(qp: &mut dyn QueuePair, request: Request) -> Response {
+    rpc(qp, &request).unwrap_or_else(|e| panic!("{request:?} failed: {e}"))
+}
+
+fn refused(qp: &mut dyn QueuePair, request: Request) -> ErrorCode {
+    match rpc(qp, &request) {
+        Err(ClientError::Refused { code, .. }) => code,
+        other => panic!("{request:?} should be refused, got {other:?}"),
+    }
+}
+
+/// A KN chain writer over the fabric: stages entries, commits a batch as one doorbell of data
+/// WRITEs followed by the tail WRITEs, and asks for a spare block when staging needs one.
+struct Writer {
+    qp: Box<dyn QueuePair>,
+    layout: Layout,
+    chain: ChainId,
+    staging: Staging,
+    next_seq: u64,
+    next_wr: u64,
+}
+
+impl Writer {
+    fn attach(s: &Setup, chain: u32, session: u64) -> Writer {
+        let mut qp = s.qp();
+        let Response::Attached {
+            head,
+            used,
+            next_seq,
+            ..
+        } = call(
+            &mut *qp,
+            Request::Attach {
+                chain: ChainId(chain),
+                session,
+            },
+        )
+        else {
+            panic!("attach answered with something else")
+        };
+        let layout = s.layout();
+        Writer {
+            staging: Staging::new(&layout, head, used, BATCH_BYTES_MAX, false),
+            qp,
+            layout,
+            chain: ChainId(chain),
+            next_seq,
+            next_wr: 0,
+        }
+    }
+
+    /// Stages a put; returns the block the entry went to.
+    fn put(&mut self, key: &[u8], value: &[u8]) -> BlockId {
+        self.append(Op::Put, key, value)
+    }
+
+    fn delete(&mut self, key: &[u8]) -> BlockId {
+        self.append(Op::Delete, key, b"")
+    }
+
+    fn append(&mut self, op: Op, key: &[u8], value: &[u8]) -> BlockId {
+        loop {
+            let version = Version {
+                epoch: 1,
+                seq: self.next_seq,
+            };
+            match self.staging.append(op, key, value, version) {
+                Ok(loc) => {
+                    self.next_seq += 1;
+                    return loc.block;
+                }
+                Err(AppendError::NeedBlock) => {
+                    let Response::Blocks(blocks) = call(
+                        &mut *self.qp,
+                        Request::AllocBlocks {
+                            chain: self.chain,
+                            count: 1,
+                        },
+                    ) else {
+                        panic!("AllocBlocks answered with something else")
+                    };
+                    self.staging.set_spare(blocks[0]);
+                }
+                Err(AppendError::BatchFull) => self.commit(),
+                Err(e) => panic!("append: {e}"),
+            }
+        }
+    }
+
+    /// Commits the staged batch; returns when its last WRITE (the commit point) has completed.
+    fn commit(&mut self) {
+        let plan = self.staging.plan(&self.layout);
+        if plan.tails.is_empty() {
+            return;
+        }
+        let mut batch = Vec::new();
+        for w in &plan.writes {
+            batch.push(Verb::Write {
+                remote: w.to,
+                data: self.staging.bytes(w).to_vec(),
+                persist: true,
+            });
+        }
+        for &(at, word) in &plan.tails {
+            batch.push(Verb::Write {
+                remote: at,
+                data: word.to_le_bytes().to_vec(),
+                persist: true,
+            });
+        }
+        let first = self.next_wr;
+        self.next_wr += batch.len() as u64;
+        let ids: Vec<WrId> = (first..self.next_wr).map(WrId).collect();
+        self.qp
+            .post_batch(ids.iter().copied().zip(batch).collect())
+            .expect("post the batch");
+        let mut others = Vec::new();
+        let deadline = Instant::now() + HANG;
+        for &wr in ids.iter().rev() {
+            let c = wait_for_until(&mut *self.qp, wr, &mut others, deadline)
+                .expect("the batch completes");
+            assert_eq!(c.result, Ok(CompletionData::None), "WRITE {wr:?}");
+        }
+        assert!(others.is_empty());
+        self.staging.committed();
+    }
+
+    fn head(&self) -> (BlockId, u64) {
+        self.staging.head()
+    }
+}
+
+fn key(i: usize) -> Vec<u8> {
+    format!("key-{i:05}").into_bytes()
+}
+
+fn value(i: usize, round: usize) -> Vec<u8> {
+    format!("value-{i}-{round}-{}", "x".repeat(i % 40)).into_bytes()
+}
+
+fn merged_entries(r: Response) -> u64 {
+    match r {
+        Response::Merged { entries, .. } => entries,
+        other => panic!("expected Merged, got {other:?}"),
+    }
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + HANG;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn hello_names_the_boot_and_the_pool() {
+    let s = setup(0);
+    let Response::Hello {
+        version,
+        boot,
+        uuid,
+        pool_size,
+    } = s.call(Request::Hello {
+        version: PROTO_VERSION,
+    })
+    else {
+        panic!("expected Hello")
+    };
+    assert_eq!(version, PROTO_VERSION);
+    assert_eq!(boot, 1);
+    assert_eq!(uuid, s.layout().uuid);
+    assert_eq!(pool_size, POOL_BYTES);
+    assert_eq!(
+        s.refused(Request::Hello {
+            version: PROTO_VERSION + 1
+        }),
+        ErrorCode::BadRequest
+    );
+}
+
+#[test]
+fn attach_on_an_empty_chain_allocates_a_block() {
+    let s = setup(0);
+    let free_before = s.node.allocator().free_count();
+    let Response::Attached {
+        boot,
+        head,
+        used,
+        next_seq,
+    } = s.call(Request::Attach {
+        chain: ChainId(3),
+        session: 0xABCD,
+    })
+    else {
+        panic!("expected Attached")
+    };
+    assert_eq!((boot, used, next_seq), (1, 0, 1));
+    let pool = s.node.pool();
+    assert_eq!(pool.chain_cursor(ChainId(3)).unwrap(), Some(head));
+    assert!(matches!(
+        pool.block_state(head).unwrap(),
+        BlockState::Reserved {
+            chain: ChainId(3),
+            ..
+        }
+    ));
+    assert_eq!(s.node.allocator().free_count(), free_before - 1);
+    // The session word of the chain's log table line (FORMAT.md §4).
+    let session_off = s.layout().chain_off(ChainId(3)).get() + 8;
+    assert_eq!(s.backend.load(session_off), 0xABCD);
+    // Attaching again reuses the block.
+    let Response::Attached { head: again, .. } = s.call(Request::Attach {
+        chain: ChainId(3),
+        session: 0xABCE,
+    }) else {
+        panic!("expected Attached")
+    };
+    assert_eq!(again, head);
+    assert_eq!(s.node.allocator().free_count(), free_before - 1);
+}
+
+#[test]
+fn attach_after_writes_continues_the_sequence_and_merges_the_tail() {
+    let s = setup(0);
+    let mut w = Writer::attach(&s, 0, 1);
+    for round in 0..3 {
+        for i in 0..40 {
+            w.put(&key(i), &value(i, round));
+        }
+        w.commit();
+    }
+    w.delete(&key(7));
+    w.commit();
+    // A spare handed out but never linked: the next attach frees it.
+    let Response::Blocks(spare) = s.call(Request::AllocBlocks {
+        chain: ChainId(0),
+        count: 1,
+    }) else {
+        panic!("expected Blocks")
+    };
+    let (head, used) = w.head();
+    let written = w.next_seq - 1;
+    assert_eq!(written, 121);
+    assert_eq!(s.value(&key(1)), None, "nothing merged yet");
+
+    let Response::Attached {
+        head: head2,
+        used: used2,
+        next_seq,
+        ..
+    } = s.call(Request::Attach {
+        chain: ChainId(0),
+        session: 2,
+    })
+    else {
+        panic!("expected Attached")
+    };
+    assert_eq!((head2, used2), (head, used));
+    assert_eq!(next_seq, written + 1);
+    // Merged through the tail: the head block's last entries are visible too.
+    for i in 0..40 {
+        let expected = (i != 7).then(|| value(i, 2));
+        assert_eq!(s.value(&key(i)), expected, "key {i}");
+    }
+    assert_eq!(s.node.pool().block_merged(head).unwrap(), used);
+    assert!(matches!(
+        s.node.pool().block_state(spare[0]).unwrap(),
+        BlockState::Free { .. }
+    ));
+    // The chain keeps going after the new session's sequence.
+    let mut w2 = Writer::attach(&s, 0, 3);
+    assert_eq!(w2.next_seq, written + 1);
+    w2.put(&key(7), b"back");
+    w2.commit();
+    merged_entries(s.call(Request::MergeAll { chain: ChainId(0) }));
+    assert_eq!(s.value(&key(7)).as_deref(), Some(&b"back"[..]));
+}
+
+#[test]
+fn alloc_blocks_hands_out_distinct_reserved_blocks() {
+    let s = setup(0);
+    assert_eq!(
+        s.refused(Request::AllocBlocks {
+            chain: ChainId(2),
+            count: 1
+        }),
+        ErrorCode::BadRequest,
+        "a chain attaches before it asks for spares"
+    );
+    let Response::Attached { head, .. } = s.call(Request::Attach {
+        chain: ChainId(2),
+        session: 1,
+    }) else {
+        panic!("expected Attached")
+    };
+    let Response::Blocks(blocks) = s.call(Request::AllocBlocks {
+        chain: ChainId(2),
+        count: 8,
+    }) else {
+        panic!("expected Blocks")
+    };
+    assert_eq!(blocks.len(), 8);
+    let distinct: HashSet<BlockId> = blocks.iter().copied().collect();
+    assert_eq!(distinct.len(), 8);
+    assert!(!distinct.contains(&head));
+    let pool = s.node.pool();
+    for &b in &blocks {
+        assert!(matches!(
+            pool.block_state(b).unwrap(),
+            BlockState::Reserved {
+                chain: ChainId(2),
+                ..
+            }
+        ));
+    }
+    // Spares are not linked: the chain is still its one head block.
+    let chain = dinomo_pmem::log::walk_chain(pool, ChainId(2)).unwrap();
+    assert_eq!(chain.len(), 1);
+    // The pool runs out: a partial answer first, then NoSpace.
+    let mut handed_out = blocks.len() + 1;
+    loop {
+        match rpc(
+            &mut *s.qp(),
+            &Request::AllocBlocks {
+                chain: ChainId(2),
+                count: 8,
+            },
+        ) {
+            Ok(Response::Blocks(more)) => {
+                assert!(!more.is_empty() && more.len() <= 8);
+                handed_out += more.len();
+            }
+            Err(e) => {
+                assert_eq!(e.code(), Some(ErrorCode::NoSpace), "{e}");
+                break;
+            }
+            Ok(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(handed_out as u32, s.layout().block_count);
+    assert_eq!(s.node.allocator().free_count(), 0);
+    // Running out is an answer, not a failure: the node still takes writes.
+    assert!(s.node.failure().is_none());
+    assert!(matches!(
+        s.call(Request::MergeAll { chain: ChainId(2) }),
+        Response::Merged { .. }
+    ));
+}
+
+#[test]
+fn merge_all_makes_entries_visible() {
+    let s = setup(0);
+    let mut w = Writer::attach(&s, 1, 1);
+    for i in 0..200 {
+        w.put(&key(i), &value(i, 0));
+    }
+    w.commit();
+    for i in (0..200).step_by(10) {
+        w.delete(&key(i));
+    }
+    w.commit();
+    assert_eq!(s.value(&key(1)), None);
+    let entries = merged_entries(s.call(Request::MergeAll { chain: ChainId(1) }));
+    assert_eq!(entries, 220);
+    for i in 0..200 {
+        let expected = (i % 10 != 0).then(|| value(i, 0));
+        assert_eq!(s.value(&key(i)), expected, "key {i}");
+    }
+    // Merging again finds nothing new.
+    assert_eq!(
+        merged_entries(s.call(Request::MergeAll { chain: ChainId(1) })),
+        0
+    );
+    let stats = match s.call(Request::Stats) {
+        Response::Stats(stats) => stats,
+        other => panic!("expected Stats, got {other:?}"),
+    };
+    assert_eq!(stats.keys, 180);
+    assert_eq!(stats.merged_entries, 220);
+    assert!(stats.blocks_unlinked > 0, "200 entries fill several blocks");
+    assert_eq!(stats.blocks_total, u64::from(s.layout().block_count));
+    assert!(stats.rpcs >= 3);
+    assert_eq!(
+        s.refused(Request::MergeAll {
+            chain: ChainId(999)
+        }),
+        ErrorCode::BadRequest
+    );
+}
+
+#[test]
+fn failover_merges_several_chains() {
+    let s = setup(0);
+    let mut writers: Vec<Writer> = (0..3)
+        .map(|c| Writer::attach(&s, c, 10 + c as u64))
+        .collect();
+    for (c, w) in writers.iter_mut().enumerate() {
+        for i in 0..30 {
+            w.put(&key(c * 100 + i), &value(i, c));
+        }
+        w.commit();
+    }
+    let entries = merged_entries(s.call(Request::Failover {
+        chains: vec![ChainId(0), ChainId(1)],
+    }));
+    assert_eq!(entries, 60);
+    for i in 0..30 {
+        assert_eq!(s.value(&key(i)), Some(value(i, 0)));
+        assert_eq!(s.value(&key(100 + i)), Some(value(i, 1)));
+        assert_eq!(s.value(&key(200 + i)), None, "chain 2 was not named");
+    }
+    assert_eq!(
+        s.refused(Request::Failover {
+            chains: vec![ChainId(2), ChainId(1 << 20)],
+        }),
+        ErrorCode::BadRequest
+    );
+    assert_eq!(
+        s.value(&key(200)),
+        None,
+        "a refused failover merges nothing"
+    );
+    assert_eq!(
+        merged_entries(s.call(Request::Failover { chains: vec![] })),
+        0
+    );
+}
+
+#[test]
+fn indirect_cells_install_and_remove() {
+    let s = setup(0);
+    let mut w = Writer::attach(&s, 0, 1);
+    w.put(b"hot", b"v1");
+    w.commit();
+    assert_eq!(
+        s.call(Request::InstallIndirect {
+            key: b"hot".to_vec()
+        }),
+        Response::Cell(None),
+        "a key not yet merged has no entry to put behind a cell"
+    );
+    merged_entries(s.call(Request::MergeAll { chain: ChainId(0) }));
+    let Response::Cell(Some(cell)) = s.call(Request::InstallIndirect {
+        key: b"hot".to_vec(),
+    }) else {
+        panic!("expected a cell")
+    };
+    let hit = s.node.index().get(b"hot").unwrap().expect("still readable");
+    assert_eq!(hit.cell, Some(cell));
+    assert_eq!(hit.value(), b"v1");
+    // The cell names the entry (FORMAT.md §9).
+    assert_eq!(s.backend.load(cell.get()), hit.entry.get());
+    assert_eq!(
+        s.call(Request::InstallIndirect {
+            key: b"hot".to_vec()
+        }),
+        Response::Cell(Some(cell)),
+        "installing twice returns the same cell"
+    );
+    assert_eq!(
+        s.call(Request::RemoveIndirect {
+            key: b"hot".to_vec()
+        }),
+        Response::Removed(true)
+    );
+    let hit = s.node.index().get(b"hot").unwrap().expect("still readable");
+    assert_eq!((hit.cell, hit.value()), (None, &b"v1"[..]));
+    assert_eq!(s.backend.load(cell.get()), 0, "the cell is free again");
+    assert_eq!(
+        s.call(Request::RemoveIndirect {
+            key: b"hot".to_vec()
+        }),
+        Response::Removed(false)
+    );
+    assert_eq!(
+        s.call(Request::RemoveIndirect {
+            key: b"cold".to_vec()
+        }),
+        Response::Removed(false)
+    );
+}
+
+#[test]
+fn cluster_map_get_and_put_with_epochs() {
+    let s = setup(0);
+    assert_eq!(s.call(Request::GetClusterMap), Response::ClusterMap(None));
+    assert_eq!(
+        s.call(Request::PutClusterMap {
+            epoch: 1,
+            payload: b"map one".to_vec()
+        }),
+        Response::Stored
+    );
+    assert_eq!(
+        s.call(Request::GetClusterMap),
+        Response::ClusterMap(Some((1, b"map one".to_vec())))
+    );
+    for epoch in [0, 1] {
+        assert_eq!(
+            s.refused(Request::PutClusterMap {
+                epoch,
+                payload: b"stale".to_vec()
+            }),
+            ErrorCode::Stale
+        );
+    }
+    assert_eq!(
+        s.call(Request::PutClusterMap {
+            epoch: 3,
+            payload: vec![7; 100]
+        }),
+        Response::Stored
+    );
+    assert_eq!(
+        s.call(Request::PutClusterMap {
+            epoch: 4,
+            payload: Vec::new()
+        }),
+        Response::Stored
+    );
+    assert_eq!(
+        s.call(Request::GetClusterMap),
+        Response::ClusterMap(Some((4, Vec::new())))
+    );
+    let area = s.layout().cluster_map_len;
+    assert_eq!(
+        s.refused(Request::PutClusterMap {
+            epoch: 5,
+            payload: vec![1; area as usize]
+        }),
+        ErrorCode::BadRequest
+    );
+    assert_eq!(
+        s.call(Request::GetClusterMap),
+        Response::ClusterMap(Some((4, Vec::new()))),
+        "a refused map changes nothing"
+    );
+}
+
+#[test]
+fn malformed_requests_get_errors() {
+    let s = setup(0);
+    let mut qp = s.qp();
+    let mut cases: Vec<Vec<u8>> = vec![
+        Vec::new(),
+        vec![0],
+        vec![42],
+        vec![2, 0, 0],
+        vec![3, 0, 0, 0, 0, 9, 0, 0, 0],
+        vec![5, 255, 255, 255, 255],
+        vec![8, 0],
+    ];
+    // Random bytes, seeded: none may panic the node or go unanswered.
+    let mut state = 0x5EED_u64;
+    for len in 0..300 {
+        cases.push(
+            (0..len % 64)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (state >> 56) as u8
+                })
+                .collect(),
+        );
+    }
+    let mut others = Vec::new();
+    for (i, request) in cases.iter().enumerate() {
+        qp.post(
+            WrId(i as u64),
+            Verb::Rpc {
+                request: request.clone(),
+            },
+        )
+        .unwrap();
+        let c = wait_for(&mut *qp, WrId(i as u64), &mut others);
+        let Ok(CompletionData::Bytes(reply)) = c.result else {
+            panic!("case {i}: {:?}", c.result)
+        };
+        let response = Response::decode(&reply).expect("the node's replies decode");
+        if i < 7 {
+            assert!(
+                matches!(
+                    response,
+                    Response::Error {
+                        code: ErrorCode::BadRequest,
+                        ..
+                    }
+                ),
+                "case {i}: {response:?}"
+            );
+        }
+    }
+    assert!(others.is_empty());
+    // Well-formed requests that name things the pool does not have.
+    for request in [
+        Request::Attach {
+            chain: ChainId(16),
+            session: 0,
+        },
+        Request::AllocBlocks {
+            chain: ChainId(u32::MAX),
+            count: 1,
+        },
+    ] {
+        assert_eq!(refused(&mut *qp, request), ErrorCode::BadRequest);
+    }
+    assert!(s.node.counters().rpc_errors >= 9);
+    assert!(
+        s.node.failure().is_none(),
+        "bad requests do not fail the node"
+    );
+    // The node still serves.
+    assert!(matches!(
+        s.call(Request::Attach {
+            chain: ChainId(15),
+            session: 0
+        }),
+        Response::Attached { .. }
+    ));
+}
+
+#[test]
+fn background_merge_folds_sealed_blocks() {
+    let s = setup(1);
+    assert_eq!(s.node.start_background().unwrap(), 1);
+    assert_eq!(s.node.start_background().unwrap(), 1, "started once");
+    let mut w = Writer::attach(&s, 4, 1);
+    let mut blocks = Vec::new();
+    // Fill three blocks, so that at least two are sealed.
+    while blocks.iter().collect::<HashSet<_>>().len() < 3 {
+        let i = blocks.len();
+        blocks.push(w.put(&key(i), &value(i, 0)));
+        w.commit();
+        assert!(i < 10_000, "the chain never grew to three blocks");
+    }
+    let (head, _) = w.head();
+    assert_eq!(blocks.last(), Some(&head));
+    wait_until("the sealed blocks to merge and unlink", || {
+        s.node.pool().chain_cursor(ChainId(4)).unwrap() == Some(head)
+    });
+    let stats = s.node.stats();
+    assert!(stats.blocks_unlinked >= 2, "{stats:?}");
+    assert!(s.node.counters().background_busy_passes >= 1);
+    // Every entry of a sealed block is visible; the head block is left to MergeAll.
+    for (i, &b) in blocks.iter().enumerate() {
+        let expected = (b != head).then(|| value(i, 0));
+        assert_eq!(s.value(&key(i)), expected, "key {i} in {b}");
+    }
+    merged_entries(s.call(Request::MergeAll { chain: ChainId(4) }));
+    let last = blocks.len() - 1;
+    assert_eq!(s.value(&key(last)), Some(value(last, 0)));
+    s.node.shutdown().unwrap();
+}
+
+#[test]
+fn shutdown_marks_a_clean_stop_and_refuses_writes() {
+    let s = setup(1);
+    s.node.start_background().unwrap();
+    let mut w = Writer::attach(&s, 0, 1);
+    for i in 0..100 {
+        w.put(&key(i), &value(i, 0));
+    }
+    w.commit();
+    assert!(!s.node.pool().clean_shutdown());
+    s.node.shutdown().expect("a graceful stop");
+    assert!(s.node.pool().clean_shutdown());
+    assert!(matches!(s.node.shutdown(), Err(MnError::ShutDown)));
+    assert!(matches!(s.node.start_background(), Err(MnError::ShutDown)));
+    assert_eq!(
+        s.refused(Request::AllocBlocks {
+            chain: ChainId(0),
+            count: 1
+        }),
+        ErrorCode::Internal
+    );
+    // Reads still work.
+    assert!(matches!(s.call(Request::Stats), Response::Stats(_)));
+    let backend = Arc::clone(&s.backend);
+    drop(s);
+
+    // The next boot sees the clean stop and everything written.
+    let node = MemoryNode::open_backend(Arc::clone(&backend), None, options(0)).unwrap();
+    let report = node.startup_report().clone();
+    assert!(report.last_stop_clean && !report.created, "{report}");
+    assert_eq!(report.boot, 2);
+    assert!(report.to_string().contains("last stop: clean"), "{report}");
+    for i in 0..100 {
+        let hit = node.index().get(&key(i)).unwrap().expect("recovered");
+        assert_eq!(hit.value(), value(i, 0));
+    }
+    // A node dropped without shutdown is an unclean stop.
+    drop(node);
+    let node = MemoryNode::open_backend(backend, None, options(0)).unwrap();
+    let report = node.startup_report();
+    assert!(!report.last_stop_clean, "{report}");
+    assert_eq!(report.boot, 3);
+    assert!(report.to_string().contains("last stop: unclean"));
+}
+
+#[test]
+fn recovery_merges_what_the_last_boot_left() {
+    let s = setup(0);
+    let mut w = Writer::attach(&s, 5, 1);
+    for i in 0..150 {
+        w.put(&key(i), &value(i, 1));
+    }
+    w.commit();
+    let backend = Arc::clone(&s.backend);
+    drop(w);
+    drop(s);
+    let node = MemoryNode::open_backend(backend, None, options(0)).unwrap();
+    let report = node.startup_report();
+    assert_eq!(report.chains.len(), 1);
+    assert_eq!(report.chains[0].chain, ChainId(5));
+    assert!(report.unmerged_bytes() > 0);
+    assert_eq!(report.merged.entries, 150);
+    assert_eq!(report.keys, 150);
+    for i in 0..150 {
+        assert_eq!(
+            node.index()
+                .get(&key(i))
+                .unwrap()
+                .map(|h| h.value().to_vec()),
+            Some(value(i, 1))
+        );
+    }
+}
+
+#[test]
+fn after_a_pool_error_the_node_stops_taking_writes() {
+    let s = setup(0);
+    let mut w = Writer::attach(&s, 0, 1);
+    w.put(b"k", b"v");
+    w.commit();
+    // Damage the checksum of a committed entry (FORMAT.md §7): only a media fault or a bug
+    // can do that, and the merge reports it as corruption.
+    let (head, _) = w.head();
+    let checksum_off = s.layout().entry_area_off(head).get();
+    s.backend.write(checksum_off, &[0xEE; 4]);
+    assert_eq!(
+        s.refused(Request::MergeAll { chain: ChainId(0) }),
+        ErrorCode::Corrupt
+    );
+    let failure = s.node.failure().expect("the node records the failure");
+    assert!(failure.contains("corrupt"), "{failure}");
+    // Writes elsewhere are refused too, with the reason; reads go on.
+    let mut qp = s.qp();
+    match rpc(
+        &mut *qp,
+        &Request::Attach {
+            chain: ChainId(1),
+            session: 0,
+        },
+    ) {
+        Err(ClientError::Refused { code, message }) => {
+            assert_eq!(code, ErrorCode::Internal);
+            assert!(message.contains("stopped taking writes"), "{message}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(matches!(s.call(Request::Stats), Response::Stats(_)));
+    assert!(matches!(s.node.shutdown(), Err(MnError::Failed(_))));
+    assert!(
+        !s.node.pool().clean_shutdown(),
+        "a failed node is not marked clean"
+    );
+}
+
+/// A directory under the system's temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "dinomo-memnode-{name}-{}-{:?}",
+            std::process::id(),
+            Instant::now()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+    fn path(&self, file: &str) -> PathBuf {
+        self.0.join(file)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn file_config(path: &Path, create: CreateMode) -> MemnodeConfig {
+    MemnodeConfig {
+        pool: path.to_path_buf(),
+        create,
+        durability: Durability::Memory,
+        options: options(0),
+    }
+}
+
+#[test]
+fn pool_files_are_created_opened_and_never_overwritten_by_accident() {
+    let dir = TempDir::new("files");
+    let path = dir.path("pool");
+    let cfg = PoolConfig::small(POOL_BYTES, BLOCK_BYTES);
+    let missing = MemoryNode::open(file_config(&path, CreateMode::Open));
+    assert!(
+        matches!(missing, Err(MnError::Pool(PoolError::NotFound(_)))),
+        "{missing:?}"
+    );
+    // A bad size is refused before the file is touched.
+    let bad = MemoryNode::open(file_config(
+        &path,
+        CreateMode::Create {
+            config: PoolConfig::small(POOL_BYTES + 1, BLOCK_BYTES),
+            overwrite: false,
+        },
+    ));
+    assert!(matches!(bad, Err(MnError::Pool(PoolError::Config(_)))));
+    assert!(!path.exists());
+
+    let node = MemoryNode::open(file_config(&path, CreateMode::CreateIfMissing(cfg.clone())))
+        .expect("created");
+    assert!(node.startup_report().created);
+    let uuid = node.startup_report().uuid.clone();
+    // Two memory nodes never serve one pool.
+    let second = MemoryNode::open(file_config(&path, CreateMode::Open));
+    assert!(second.is_err());
+    node.shutdown().unwrap();
+    drop(node);
+
+    let exists = MemoryNode::open(file_config(
+        &path,
+        CreateMode::Create {
+            config: cfg.clone(),
+            overwrite: false,
+        },
+    ));
+    assert!(
+        matches!(exists, Err(MnError::Pool(PoolError::AlreadyExists(_)))),
+        "{exists:?}"
+    );
+    let node = MemoryNode::open(file_config(&path, CreateMode::CreateIfMissing(cfg.clone())))
+        .expect("opened");
+    let report = node.startup_report();
+    assert!(!report.created && report.last_stop_clean && report.uuid == uuid);
+    assert_eq!(report.boot, 2);
+    drop(node);
+
+    let node = MemoryNode::open(file_config(
+        &path,
+        CreateMode::Create {
+            config: cfg,
+            overwrite: true,
+        },
+    ))
+    .expect("overwritten on request");
+    assert!(node.startup_report().created);
+    assert_ne!(node.startup_report().uuid, uuid);
+    assert_eq!(node.startup_report().boot, 1);
+}

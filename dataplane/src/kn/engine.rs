@@ -325,7 +325,7 @@ impl Engine {
             chain: cfg.chain,
             session: cfg.session,
         };
-        let (boot, head, used, next_seq) = match rpc_blocking(&mut *qp, &request, &mut others)? {
+        let (boot, head, used, next_seq) = match rpc(&mut *qp, &request, &mut others)? {
             MnResponse::Attached {
                 boot,
                 head,
@@ -1361,8 +1361,8 @@ fn read_blocking(
     }
 }
 
-/// Sends an RPC to the MN and waits for its answer (start-up only).
-fn rpc_blocking(
+/// Sends an RPC to the MN and waits for its answer (start-up and control paths only).
+pub(crate) fn rpc(
     qp: &mut dyn QueuePair,
     request: &MnRequest,
     others: &mut Vec<Completion>,

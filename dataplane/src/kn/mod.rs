@@ -3,8 +3,13 @@
 
 pub mod constants;
 pub mod engine;
+pub mod info;
+pub mod node;
 pub mod session;
+pub mod shared;
+pub mod slab;
 pub mod stats;
+pub mod worker;
 
 pub use engine::{
     Command, Durability, Engine, EngineConfig, EngineError, Reply, SetCond, StartError, Tag,

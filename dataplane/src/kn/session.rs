@@ -80,6 +80,8 @@ pub struct Session {
     /// Sequence number of the front slot.
     head_seq: u64,
     closing: bool,
+    /// The last parse stopped at an incomplete request: nothing to do until more bytes come.
+    incomplete: bool,
     name: Option<Vec<u8>>,
 }
 
@@ -94,6 +96,7 @@ impl Session {
             slots: VecDeque::new(),
             head_seq: 0,
             closing: false,
+            incomplete: false,
             name: None,
         }
     }
@@ -106,7 +109,13 @@ impl Session {
             return false;
         }
         self.input.extend_from_slice(bytes);
+        self.incomplete = false;
         true
+    }
+
+    /// Whether received requests wait to be parsed (held back by the pipeline or output limit).
+    pub fn has_unparsed_input(&self) -> bool {
+        !self.input.is_empty() && !self.incomplete && !self.closing
     }
 
     /// Whether the session wants more input (it is below its pipeline and output limits).
@@ -139,7 +148,10 @@ impl Session {
         while self.wants_input() {
             let rest = &self.input[consumed_total..];
             match self.parser.parse(rest) {
-                Ok(Parsed::Incomplete { .. }) => break,
+                Ok(Parsed::Incomplete { .. }) => {
+                    self.incomplete = true;
+                    break;
+                }
                 Ok(Parsed::Empty { consumed }) => consumed_total += consumed,
                 Ok(Parsed::Request { request, consumed }) => {
                     let input = std::mem::take(&mut self.input);

@@ -1,0 +1,415 @@
+//! [`KnNode`]: a running KVS node — one pinned worker thread per core, each with its own queue
+//! pair, engine and RESP endpoint, sharing only the routing table and the queues between cores.
+//!
+//! Cores are picked from the machine's topology (hwloc: one processing unit per physical core,
+//! in topology order); where hwloc finds nothing, the CPUs the process may run on are used in
+//! order; where that fails too, workers run unpinned. Core `i` listens on `base_port + 1 + i`
+//! and every core also accepts on `base_port`, which spreads connections over the cores.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use dinomo_control::{ChainId as MapChainId, ClusterMap, CoreId, Epoch, KnId};
+use dinomo_pmem::ChainId;
+
+use crate::fabric::{Completion, Fabric, VerbError};
+use crate::kn::engine::{Engine, EngineConfig, StartError};
+use crate::kn::shared::{
+    CoreSnapshot, MnStatsSource, NodeIdentity, Router, Shared, node_id, queues,
+};
+use crate::kn::worker::{Worker, WorkerOptions};
+use crate::mn::proto::{Request as MnRequest, Response as MnResponse};
+use crate::resp::Limits;
+
+/// Connections a node accepts by default (Redis's `maxclients`).
+pub const CONNECTIONS_MAX_DEFAULT: usize = 10_000;
+
+/// How to run a node.
+#[derive(Debug, Clone)]
+pub struct KnOptions {
+    pub kn: KnId,
+    /// Address clients use (and the listeners bind).
+    pub host: String,
+    /// Base port (0: ephemeral ports for every listener, as tests use).
+    pub base_port: u16,
+    pub cores: usize,
+    /// The first log chain; core `i` writes chain `first_chain + i`.
+    pub first_chain: u32,
+    /// Engine settings shared by every core (its chain is set per core).
+    pub engine: EngineConfig,
+    /// Pin worker threads to CPUs.
+    pub pin: bool,
+    pub sqpoll: bool,
+    pub requirepass: Option<Vec<u8>>,
+    pub limits: Limits,
+    pub connections_max: usize,
+    /// Serve RESP on TCP (false: embedded use only).
+    pub listen: bool,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("core {core}: {source}")]
+    Engine { core: usize, source: StartError },
+    #[error("fabric: {0}")]
+    Fabric(#[from] VerbError),
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Setup(String),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running node.
+pub struct KnNode {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<std::io::Result<()>>>,
+    base_addr: Option<SocketAddr>,
+    core_addrs: Vec<SocketAddr>,
+    cpus: Vec<Option<usize>>,
+}
+
+impl std::fmt::Debug for KnNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KnNode")
+            .field("base", &self.base_addr)
+            .field("cores", &self.core_addrs)
+            .finish()
+    }
+}
+
+impl KnNode {
+    /// Starts the node: stores a new cluster map (epoch after the stored one), attaches one
+    /// engine per core, binds the listeners and spawns the workers.
+    pub fn start(
+        fabric: &dyn Fabric,
+        options: KnOptions,
+        mn: Option<Arc<dyn MnStatsSource>>,
+    ) -> Result<KnNode, NodeError> {
+        if options.cores == 0 {
+            return Err(NodeError::Setup("a node needs at least one core".into()));
+        }
+        // Listeners first: their ports go into the cluster map.
+        let (base, per_core) = if options.listen {
+            bind_listeners(&options)?
+        } else {
+            (None, Vec::new())
+        };
+        let base_addr = base.as_ref().map(|l| l.local_addr()).transpose()?;
+        let core_addrs: Vec<SocketAddr> = per_core
+            .iter()
+            .map(|l| l.local_addr())
+            .collect::<Result<_, _>>()?;
+        let ports: Vec<u16> = if options.listen {
+            core_addrs.iter().map(SocketAddr::port).collect()
+        } else {
+            (0..options.cores).map(|i| 10_000 + i as u16).collect()
+        };
+        let core_ids: Vec<CoreId> = (0..options.cores).map(|i| CoreId(i as u16)).collect();
+
+        // The cluster map: a new epoch, so that this incarnation's writes order after every
+        // earlier one even if slots moved between chains.
+        let mut control_qp = fabric.connect()?;
+        let (epoch, uuid) = store_single_node_map(&mut *control_qp, &options, &core_ids, &ports)?;
+        drop(control_qp);
+        let map_epoch = epoch.0;
+        let engine_epoch = u32::try_from(map_epoch)
+            .map_err(|_| NodeError::Setup(format!("epoch {map_epoch} exceeds 32 bits")))?;
+        let map = single_node_map(&options, &core_ids, &ports, epoch)?;
+        let router = Router::new(&map, options.kn, &core_ids).map_err(NodeError::Setup)?;
+
+        let mut engines = Vec::new();
+        for core in 0..options.cores {
+            let qp = fabric.connect()?;
+            let mut cfg = options.engine.clone();
+            cfg.chain = ChainId(options.first_chain + core as u32);
+            cfg.epoch = engine_epoch;
+            cfg.session = (u64::from(options.kn.0) << 32) | core as u64;
+            engines.push(
+                Engine::attach(qp, cfg).map_err(|source| NodeError::Engine { core, source })?,
+            );
+        }
+
+        let (senders, receivers, wakers) = queues(options.cores)?;
+        let identity = NodeIdentity {
+            kn: options.kn,
+            host: options.host.clone(),
+            base_port: base_addr.map_or(0, |a| a.port()),
+            core_ports: ports.clone(),
+            core_ids: core_ids.clone(),
+            core_node_ids: (0..options.cores)
+                .map(|i| node_id(&uuid, options.kn, i as u16))
+                .collect(),
+            pool_uuid: uuid.iter().map(|b| format!("{b:02x}")).collect(),
+            fabric: fabric.name(),
+            durability: match options.engine.durability {
+                crate::kn::Durability::Memory => "memory",
+                crate::kn::Durability::Flush => "flush",
+            },
+            cache_policy: match options.engine.cache_policy {
+                crate::cache::Policy::Dac => "dac",
+                crate::cache::Policy::ValueOnly => "value",
+                crate::cache::Policy::ShortcutOnly => "shortcut",
+                crate::cache::Policy::None => "none",
+            },
+            cache_bytes_per_core: options.engine.cache_bytes,
+            started: Instant::now(),
+            epoch: map_epoch,
+        };
+        let shared = Arc::new(Shared {
+            identity,
+            map,
+            router,
+            inboxes: senders,
+            wakers,
+            snapshots: Mutex::new(vec![CoreSnapshot::default(); options.cores]),
+            stop: AtomicBool::new(false),
+            connections: AtomicUsize::new(0),
+            connections_total: AtomicU64::new(0),
+            connections_rejected: AtomicU64::new(0),
+            commands: AtomicU64::new(0),
+            client_ids: AtomicU64::new(0),
+            requirepass: options.requirepass.clone(),
+            limits: options.limits,
+            connections_max: options.connections_max,
+            mn,
+        });
+
+        let cpus = if options.pin {
+            pick_cpus(options.cores)
+        } else {
+            vec![None; options.cores]
+        };
+        let base = base.map(Arc::new);
+        let mut threads = Vec::new();
+        for (core, ((engine, inbox), own)) in engines
+            .into_iter()
+            .zip(receivers)
+            .zip(
+                per_core
+                    .into_iter()
+                    .map(Some)
+                    .chain(std::iter::repeat_with(|| None)),
+            )
+            .enumerate()
+        {
+            let mut listeners = Vec::new();
+            if let Some(own) = own {
+                listeners.push(Arc::new(own));
+            }
+            if let Some(base) = &base {
+                listeners.push(Arc::clone(base));
+            }
+            let worker_options = WorkerOptions {
+                cpu: cpus[core],
+                sqpoll: options.sqpoll,
+            };
+            let worker = Worker::new(
+                core,
+                Arc::clone(&shared),
+                engine,
+                inbox,
+                listeners,
+                &worker_options,
+            )?;
+            let cpu = cpus[core];
+            let handle = std::thread::Builder::new()
+                .name(format!("dinomo-core-{core}"))
+                .spawn(move || {
+                    if let Some(cpu) = cpu {
+                        core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+                    }
+                    worker.run()
+                })?;
+            threads.push(handle);
+        }
+        Ok(KnNode {
+            shared,
+            threads,
+            base_addr,
+            core_addrs,
+            cpus,
+        })
+    }
+
+    /// The address that spreads connections over the cores.
+    pub fn base_addr(&self) -> Option<SocketAddr> {
+        self.base_addr
+    }
+    /// Each core's own address.
+    pub fn core_addrs(&self) -> &[SocketAddr] {
+        &self.core_addrs
+    }
+    /// The CPU each worker is pinned to.
+    pub fn cpus(&self) -> &[Option<usize>] {
+        &self.cpus
+    }
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Stops accepting, lets every core finish what it started (acknowledging or failing every
+    /// write it staged), and joins the workers.
+    pub fn stop(mut self) -> Result<(), NodeError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), NodeError> {
+        self.shared.stop.store(true, Ordering::Release);
+        for w in &self.shared.wakers {
+            w.signal();
+        }
+        let mut first_error = None;
+        for t in self.threads.drain(..) {
+            match t.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(NodeError::Io(e));
+                }
+                Err(_) => {
+                    first_error.get_or_insert(NodeError::Setup("a worker thread panicked".into()));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for KnNode {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+fn bind_listeners(
+    options: &KnOptions,
+) -> Result<(Option<TcpListener>, Vec<TcpListener>), NodeError> {
+    let bind = |port: u16| {
+        let addr = format!("{}:{}", options.host, port);
+        TcpListener::bind(&addr).map_err(|source| NodeError::Bind { addr, source })
+    };
+    let base = bind(options.base_port)?;
+    let mut cores = Vec::new();
+    for i in 0..options.cores {
+        let port = if options.base_port == 0 {
+            0
+        } else {
+            options.base_port.checked_add(1 + i as u16).ok_or_else(|| {
+                NodeError::Setup(format!("no port for core {i} after {}", options.base_port))
+            })?
+        };
+        cores.push(bind(port)?);
+    }
+    Ok((Some(base), cores))
+}
+
+fn single_node_map(
+    options: &KnOptions,
+    cores: &[CoreId],
+    ports: &[u16],
+    epoch: Epoch,
+) -> Result<ClusterMap, NodeError> {
+    let spec: Vec<(CoreId, u16, MapChainId)> = cores
+        .iter()
+        .zip(ports)
+        .enumerate()
+        .map(|(i, (&c, &p))| (c, p, MapChainId(options.first_chain + i as u32)))
+        .collect();
+    ClusterMap::single_node(options.kn, &options.host, &spec, epoch)
+        .map_err(|e| NodeError::Setup(e.to_string()))
+}
+
+/// Reads the stored map's epoch, stores this node's map with the next one; returns that epoch
+/// and the pool's uuid.
+fn store_single_node_map(
+    qp: &mut dyn crate::fabric::QueuePair,
+    options: &KnOptions,
+    cores: &[CoreId],
+    ports: &[u16],
+) -> Result<(Epoch, [u8; 16]), NodeError> {
+    let mut others: Vec<Completion> = Vec::new();
+    let uuid = match crate::kn::engine::rpc(
+        qp,
+        &MnRequest::Hello {
+            version: crate::mn::proto::PROTO_VERSION,
+        },
+        &mut others,
+    )
+    .map_err(|e| NodeError::Setup(e.to_string()))?
+    {
+        MnResponse::Hello { uuid, .. } => uuid,
+        other => {
+            return Err(NodeError::Setup(format!(
+                "the memory node answered {other:?} to hello"
+            )));
+        }
+    };
+    let stored = match crate::kn::engine::rpc(qp, &MnRequest::GetClusterMap, &mut others)
+        .map_err(|e| NodeError::Setup(e.to_string()))?
+    {
+        MnResponse::ClusterMap(m) => m.map_or(0, |(epoch, _)| epoch),
+        other => {
+            return Err(NodeError::Setup(format!(
+                "the memory node answered {other:?} to a map request"
+            )));
+        }
+    };
+    let epoch = Epoch(stored + 1);
+    let map = single_node_map(options, cores, ports, epoch)?;
+    let payload = dinomo_control::encode(&map);
+    match crate::kn::engine::rpc(
+        qp,
+        &MnRequest::PutClusterMap {
+            epoch: epoch.0,
+            payload,
+        },
+        &mut others,
+    )
+    .map_err(|e| NodeError::Setup(e.to_string()))?
+    {
+        MnResponse::Stored => Ok((epoch, uuid)),
+        other => Err(NodeError::Setup(format!(
+            "the memory node answered {other:?} to storing the map"
+        ))),
+    }
+}
+
+/// One CPU per worker: hwloc's physical cores in topology order (one processing unit each),
+/// else the CPUs this process may use, else none (unpinned).
+pub fn pick_cpus(cores: usize) -> Vec<Option<usize>> {
+    let mut cpus = hwloc_cpus();
+    if cpus.is_empty() {
+        cpus = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+    }
+    (0..cores)
+        .map(|i| (!cpus.is_empty()).then(|| cpus[i % cpus.len()]))
+        .collect()
+}
+
+fn hwloc_cpus() -> Vec<usize> {
+    use hwlocality::Topology;
+    use hwlocality::object::types::ObjectType;
+    let Ok(topology) = Topology::new() else {
+        return Vec::new();
+    };
+    topology
+        .objects_with_type(ObjectType::Core)
+        .filter_map(|core| {
+            core.cpuset()
+                .and_then(|set| set.first_set())
+                .map(usize::from)
+        })
+        .collect()
+}

@@ -1,0 +1,230 @@
+//! What the worker cores of one KN share: the routing table (slot → core), the queues between
+//! cores, published counters for `INFO`, and the node's identity for `CLUSTER`.
+//!
+//! Nothing here is on a core's fast path except the routing table, which is read-only once the
+//! node runs, and the bounded queues, which carry only requests for another core's keys and the
+//! embedded API's requests.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use dinomo_control::{ClusterMap, KnId, SLOT_COUNT, owner_of, slot_of, slots_of};
+
+use crate::cache::CacheStats;
+use crate::kn::engine::{Command, Reply, Tag};
+use crate::kn::stats::EngineStats;
+use crate::mn::proto::MnStats;
+use crate::resp::Limits;
+use crate::sys::EventFd;
+
+/// Messages between cores (and from the embedded API to a core).
+#[derive(Debug)]
+pub enum Inbound {
+    /// A request of a thread that links the dataplane; the reply goes to `reply`.
+    Embedded { cmd: Command, reply: Sender<Reply> },
+    /// A request for a key this core owns, from core `from`; the reply goes back with `tag`.
+    Handover { from: usize, tag: Tag, cmd: Command },
+    /// The reply to a handover this core sent.
+    HandoverReply { tag: Tag, reply: Reply },
+}
+
+/// Capacity of each core's inbound queue.
+pub const INBOX_CAPACITY: usize = 8192;
+
+/// Which core of this node owns each slot.
+#[derive(Debug)]
+pub struct Router {
+    owner: Box<[u16]>,
+}
+
+impl Router {
+    /// Slots of `kn` go to the index of their core among `cores`; the map must give every slot to
+    /// one of them (a single-node map does).
+    pub fn new(
+        map: &ClusterMap,
+        kn: KnId,
+        cores: &[dinomo_control::CoreId],
+    ) -> Result<Router, String> {
+        let mut owner = vec![0u16; SLOT_COUNT as usize].into_boxed_slice();
+        for slot in dinomo_control::Slot::all() {
+            let o =
+                owner_of(map, slot).ok_or_else(|| format!("slot {} has no owner", slot.get()))?;
+            if o.kn != kn {
+                return Err(format!(
+                    "slot {} belongs to another node ({})",
+                    slot.get(),
+                    o.kn
+                ));
+            }
+            let index = cores.iter().position(|&c| c == o.core).ok_or_else(|| {
+                format!(
+                    "slot {} belongs to core {}, which this node does not run",
+                    slot.get(),
+                    o.core
+                )
+            })?;
+            owner[slot.get() as usize] = index as u16;
+        }
+        Ok(Router { owner })
+    }
+
+    /// The index of the core that owns `key`.
+    #[inline]
+    pub fn core_of(&self, key: &[u8]) -> usize {
+        usize::from(self.owner[slot_of(key).get() as usize])
+    }
+}
+
+/// One core's published state, for `INFO`.
+#[derive(Debug, Clone, Default)]
+pub struct CoreSnapshot {
+    pub stats: EngineStats,
+    pub cache: CacheStats,
+    pub connections: usize,
+    pub unmerged_keys: usize,
+    pub sealed_blocks: usize,
+    pub in_flight: usize,
+    pub failure: Option<String>,
+    pub port: u16,
+}
+
+/// Something that can report the memory node's counters (in-process, or cached from RPCs).
+pub trait MnStatsSource: Send + Sync {
+    fn mn_stats(&self) -> Option<MnStats>;
+}
+
+/// Static facts about the node.
+#[derive(Debug, Clone)]
+pub struct NodeIdentity {
+    pub kn: KnId,
+    pub host: String,
+    pub base_port: u16,
+    /// Each core's own port.
+    pub core_ports: Vec<u16>,
+    pub core_ids: Vec<dinomo_control::CoreId>,
+    /// 40 hex characters per core (Redis Cluster node ids).
+    pub core_node_ids: Vec<String>,
+    pub pool_uuid: String,
+    pub fabric: &'static str,
+    pub durability: &'static str,
+    pub cache_policy: &'static str,
+    pub cache_bytes_per_core: usize,
+    pub started: Instant,
+    pub epoch: u64,
+}
+
+/// State shared by every worker core of one node.
+pub struct Shared {
+    pub identity: NodeIdentity,
+    pub map: ClusterMap,
+    pub router: Router,
+    pub inboxes: Vec<Sender<Inbound>>,
+    pub wakers: Vec<Arc<EventFd>>,
+    pub snapshots: Mutex<Vec<CoreSnapshot>>,
+    pub stop: AtomicBool,
+    pub connections: AtomicUsize,
+    pub connections_total: AtomicU64,
+    pub connections_rejected: AtomicU64,
+    pub commands: AtomicU64,
+    pub client_ids: AtomicU64,
+    pub requirepass: Option<Vec<u8>>,
+    pub limits: Limits,
+    pub connections_max: usize,
+    pub mn: Option<Arc<dyn MnStatsSource>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("identity", &self.identity)
+            .finish()
+    }
+}
+
+impl Shared {
+    /// Sends a message to core `core` and wakes it; `Err` gives the message back if its queue is
+    /// full.
+    pub fn send(&self, core: usize, message: Inbound) -> Result<(), Inbound> {
+        match self.inboxes[core].try_send(message) {
+            Ok(()) => {
+                self.wakers[core].signal();
+                Ok(())
+            }
+            Err(TrySendError::Full(m)) | Err(TrySendError::Disconnected(m)) => Err(m),
+        }
+    }
+
+    pub fn cores(&self) -> usize {
+        self.inboxes.len()
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// The sum of every core's counters.
+    pub fn totals(&self) -> (EngineStats, CacheStats, Vec<CoreSnapshot>) {
+        let snapshots = self
+            .snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut stats = EngineStats::default();
+        let mut cache = CacheStats::default();
+        for s in &snapshots {
+            stats.merge(&s.stats);
+            cache.value_hits += s.cache.value_hits;
+            cache.shortcut_hits += s.cache.shortcut_hits;
+            cache.misses += s.cache.misses;
+            cache.promotions += s.cache.promotions;
+            cache.demotions += s.cache.demotions;
+            cache.evictions += s.cache.evictions;
+            cache.used_bytes += s.cache.used_bytes;
+            cache.budget_bytes += s.cache.budget_bytes;
+            cache.values += s.cache.values;
+            cache.shortcuts += s.cache.shortcuts;
+        }
+        (stats, cache, snapshots)
+    }
+}
+
+/// Creates the queues of `cores` cores.
+pub fn queues(
+    cores: usize,
+) -> std::io::Result<(
+    Vec<Sender<Inbound>>,
+    Vec<Receiver<Inbound>>,
+    Vec<Arc<EventFd>>,
+)> {
+    let mut senders = Vec::new();
+    let mut receivers = Vec::new();
+    let mut wakers = Vec::new();
+    for _ in 0..cores {
+        let (s, r) = crossbeam_channel::bounded(INBOX_CAPACITY);
+        senders.push(s);
+        receivers.push(r);
+        wakers.push(Arc::new(EventFd::new()?));
+    }
+    Ok((senders, receivers, wakers))
+}
+
+/// A Redis Cluster node id for a core: 40 hex characters from the pool, node and core.
+pub fn node_id(pool_uuid: &[u8; 16], kn: KnId, core: u16) -> String {
+    let mut id: String = pool_uuid.iter().map(|b| format!("{b:02x}")).collect();
+    id.push_str(&format!("{:04x}{:04x}", kn.0 & 0xFFFF, core));
+    id
+}
+
+/// Slot ranges of core `index` of this node.
+pub fn core_ranges(shared: &Shared, index: usize) -> Vec<(u16, u16)> {
+    let owner = dinomo_control::Owner {
+        kn: shared.identity.kn,
+        core: shared.identity.core_ids[index],
+    };
+    slots_of(&shared.map, owner)
+        .into_iter()
+        .map(|(a, b)| (a.get(), b.get()))
+        .collect()
+}

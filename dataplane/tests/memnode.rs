@@ -14,7 +14,7 @@ use dinomo_dataplane::fabric::local::{LocalFabric, LocalOptions};
 use dinomo_dataplane::fabric::{
     CompletionData, Fabric, QueuePair, RpcHandler, Verb, WrId, wait_for, wait_for_until,
 };
-use dinomo_dataplane::mn::client::{ClientError, rpc};
+use dinomo_dataplane::mn::client::{ClientError, rpc, rpc_timeout};
 use dinomo_dataplane::mn::memnode::{
     CreateMode, Durability, MemnodeConfig, MemoryNode, MnError, NodeOptions,
 };
@@ -956,4 +956,52 @@ fn pool_files_are_created_opened_and_never_overwritten_by_accident() {
     assert!(node.startup_report().created);
     assert_ne!(node.startup_report().uuid, uuid);
     assert_eq!(node.startup_report().boot, 1);
+}
+
+#[test]
+fn waits_take_reaped_completions_and_honour_deadlines() {
+    let backend: SharedBackend = Arc::new(MemBackend::new(POOL_BYTES));
+    // Completions are due one round trip after posting; a long one stands for a request that
+    // does not complete in time.
+    let slow = LocalFabric::new(
+        Arc::clone(&backend),
+        LocalOptions::default().with_rtt(Duration::from_secs(3600)),
+    );
+    let mut qp = slow.connect().unwrap();
+    let read = |at: u64| Verb::Read {
+        remote: dinomo_pmem::PoolOffset(at),
+        len: 8,
+    };
+    qp.post(WrId(1), read(0)).unwrap();
+    let mut others = Vec::new();
+    let deadline = Instant::now() + Duration::from_millis(20);
+    assert_eq!(
+        wait_for_until(&mut *qp, WrId(1), &mut others, deadline),
+        None
+    );
+    assert!(Instant::now() >= deadline);
+    assert!(matches!(
+        rpc_timeout(&mut *qp, &Request::Stats, Duration::from_millis(1)),
+        Err(ClientError::Busy(1))
+    ));
+
+    // A completion reaped by an earlier wait is found in `others`.
+    let fast = LocalFabric::new(backend, LocalOptions::default());
+    let mut qp = fast.connect().unwrap();
+    qp.post_batch(vec![(WrId(1), read(0)), (WrId(2), read(8))])
+        .unwrap();
+    let mut others = Vec::new();
+    assert_eq!(wait_for(&mut *qp, WrId(2), &mut others).wr, WrId(2));
+    assert_eq!(others.len(), 1, "the first READ was reaped on the way");
+    assert_eq!(qp.in_flight(), 0);
+    let deadline = Instant::now() + HANG;
+    let first = wait_for_until(&mut *qp, WrId(1), &mut others, deadline);
+    assert_eq!(first.map(|c| c.wr), Some(WrId(1)));
+    assert!(others.is_empty());
+
+    // An RPC to a fabric without a handler is refused, and the refusal is typed.
+    assert!(matches!(
+        rpc(&mut *qp, &Request::Stats),
+        Err(ClientError::Verb(_))
+    ));
 }

@@ -19,6 +19,8 @@ pub const SPARES_PER_RPC: u32 = 2;
 pub const MERGE_POLL_INTERVAL: Duration = Duration::from_micros(500);
 /// Restarts of one lookup (stale header, changed slot) before it fails.
 pub const LOOKUP_RESTARTS_MAX: u32 = 32;
+/// Queue pair slots kept free of reads, for batch commits, RPCs and merge-progress checks.
+pub const QP_RESERVED: usize = 16;
 /// Completions reaped per poll.
 pub const POLL_BATCH: usize = 64;
 /// How long a core whose pool is full waits before asking for a block again.

@@ -6,7 +6,7 @@
 //! request, [`Engine::poll`] reaps fabric completions and advances every request it can, and
 //! finished requests come out as `(tag, reply)` pairs. Many requests are in flight at once.
 //!
-//! Reads: staged write of the key (wait for its batch) → value in cache (0 round trips) →
+//! Reads: value in cache (0 round trips) →
 //! this core's unmerged log (0) → shortcut in cache (1 READ) → index probe with the cached table
 //! header (bucket READ + entry READ). A shortcut whose entry was reclaimed fails its key and
 //! checksum check and falls back to the index. A read answered from a remote READ fills the
@@ -19,10 +19,11 @@
 //! New blocks come from the MN by RPC, asked for as soon as the spare is used. Sealed blocks stay
 //! mirrored locally until the MN's merge unlinks them; with too many, writes wait.
 //!
-//! Ordering: operations on one key are applied in arrival order. A read-then-write command (SET
-//! NX/XX/GET, DEL) holds the key until its write is staged, and later commands of that key wait
-//! behind it; a read that finds the key in an unacknowledged batch waits for that batch, so no
-//! reply ever shows a write that could still be lost.
+//! Ordering: operations on one key take effect in arrival order. Each key with work in flight
+//! has a queue. A write is admitted at once (writes never wait for reads); a read waits until
+//! every write admitted before it has committed — so it never shows a write that could still be
+//! lost, and never one that arrived after it; a read-then-write command (SET NX/XX/GET, DEL) also
+//! holds the key until its own write is staged.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -37,7 +38,8 @@ use dinomo_pmem::{AppendError, BlockId, ChainId, Layout, Op, PoolOffset, Staging
 
 use crate::cache::{Cache, Lookup, Policy, Shortcut};
 use crate::fabric::{
-    Completion, CompletionData, QueuePair, Verb, VerbError, VerbKind, WrId, wait_for,
+    Completion, CompletionData, QP_IN_FLIGHT_MAX, QueuePair, Verb, VerbError, VerbKind, WrId,
+    wait_for,
 };
 use crate::kn::constants::*;
 use crate::kn::stats::{EngineStats, Outcome};
@@ -193,7 +195,7 @@ type ReqId = usize;
 
 #[derive(Debug)]
 enum State {
-    /// Waiting behind a read-then-write command of the same key.
+    /// Waiting in its key's queue.
     Queued,
     /// Waiting for the READ of a cached shortcut.
     Shortcut(Shortcut),
@@ -201,7 +203,9 @@ enum State {
     Probe(Box<Probe>),
     /// Waiting for the table header to be refreshed.
     WaitTable,
-    /// A read waiting for the batch holding the key's newest write; or a write in a batch.
+    /// Waiting for room on the queue pair before its first remote READ.
+    WaitQp,
+    /// A write staged in a batch, waiting for the batch to commit.
     WaitBatch,
     /// A write waiting to be staged.
     PendingWrite,
@@ -220,6 +224,8 @@ struct Req {
     dirty: bool,
     /// Holds the key (read-then-write command).
     locked: bool,
+    /// An admitted write not yet committed: counted in its key's `writes`.
+    counted: bool,
     /// Probe the next table of a running resize.
     use_next: bool,
     /// For read-then-write commands: the value the read found.
@@ -235,7 +241,6 @@ struct BatchEntry {
 
 #[derive(Debug)]
 struct Inflight {
-    id: u64,
     writers: Vec<ReqId>,
     entries: Vec<BatchEntry>,
     outstanding: usize,
@@ -249,10 +254,15 @@ struct Unmerged {
     op: Op,
 }
 
-/// A staged (not yet acknowledged) write of a key.
-#[derive(Debug, Clone, Copy)]
-struct Staged {
-    batch: u64,
+/// The per-key order of a key with work in flight.
+#[derive(Debug, Default)]
+struct KeyState {
+    /// Admitted writes not yet committed.
+    writes: u32,
+    /// A read-then-write command holds the key.
+    locked: bool,
+    /// Requests waiting their turn, in arrival order.
+    queue: VecDeque<ReqId>,
 }
 
 #[derive(Debug)]
@@ -279,15 +289,15 @@ pub struct Engine {
     /// Sealed, committed blocks not yet unlinked by the merge, oldest first.
     sealed: VecDeque<Mirror>,
     unmerged: HashMap<Box<[u8]>, Unmerged>,
-    staged: HashMap<Box<[u8]>, Staged>,
-    locks: HashMap<Box<[u8]>, VecDeque<ReqId>>,
+    keys: HashMap<Box<[u8]>, KeyState>,
     remote_reads: HashMap<Box<[u8]>, Vec<ReqId>>,
-    parked: HashMap<u64, Vec<ReqId>>,
     reqs: Vec<Option<Req>>,
     free: Vec<ReqId>,
     generation: u32,
     live: usize,
     pending_writes: VecDeque<ReqId>,
+    /// Reads waiting for room on the queue pair.
+    qp_waiters: VecDeque<ReqId>,
     open_batch: u64,
     open_writers: Vec<ReqId>,
     open_entries: Vec<BatchEntry>,
@@ -362,15 +372,14 @@ impl Engine {
             next_seq,
             sealed: VecDeque::new(),
             unmerged: HashMap::new(),
-            staged: HashMap::new(),
-            locks: HashMap::new(),
+            keys: HashMap::new(),
             remote_reads: HashMap::new(),
-            parked: HashMap::new(),
             reqs: Vec::new(),
             free: Vec::new(),
             generation: 0,
             live: 0,
             pending_writes: VecDeque::new(),
+            qp_waiters: VecDeque::new(),
             open_batch: 1,
             open_writers: Vec::new(),
             open_entries: Vec::new(),
@@ -485,6 +494,7 @@ impl Engine {
             restarts: 0,
             dirty: false,
             locked: false,
+            counted: false,
             use_next: false,
             found: None,
         };
@@ -519,6 +529,13 @@ impl Engine {
             self.on_completion(c);
         }
         self.completions = completions;
+        while !self.qp_waiters.is_empty() && self.qp.in_flight() + QP_RESERVED < QP_IN_FLIGHT_MAX {
+            if let Some(id) = self.qp_waiters.pop_front() {
+                if self.reqs[id].is_some() {
+                    self.start_read(id);
+                }
+            }
+        }
         let now = Instant::now();
         self.stage_pending();
         if self.inflight.is_none() && !self.open_entries.is_empty() {
@@ -559,44 +576,70 @@ impl Engine {
         self.done.push((req.tag, reply));
         self.free.push(id);
         self.live -= 1;
-        if req.locked {
-            self.unlock(req.cmd.key());
+        if req.locked || req.counted {
+            let key = req.cmd.key();
+            if let Some(st) = self.keys.get_mut(key) {
+                if req.locked {
+                    st.locked = false;
+                }
+                if req.counted {
+                    st.writes -= 1;
+                }
+            }
+            self.advance(key);
         }
     }
 
     fn begin(&mut self, id: ReqId) {
         let key: Box<[u8]> = self.req(id).cmd.key().into();
-        if let Some(waiters) = self.locks.get_mut(&key) {
-            waiters.push_back(id);
-            self.req(id).state = State::Queued;
-            return;
-        }
-        let req = self.req(id);
-        if req.cmd.reads_before_write() {
-            req.locked = true;
-            self.locks.insert(key, VecDeque::new());
-            self.start_read(id);
-        } else if req.cmd.is_write() {
-            req.state = State::PendingWrite;
-            self.pending_writes.push_back(id);
-        } else {
-            self.start_read(id);
-        }
+        self.keys
+            .entry(key.clone())
+            .or_default()
+            .queue
+            .push_back(id);
+        self.req(id).state = State::Queued;
+        self.advance(&key);
     }
 
-    /// Releases a key held by a read-then-write command and starts the commands waiting on it,
-    /// in order, until one of them takes the key again.
-    fn unlock(&mut self, key: &[u8]) {
-        let Some(mut waiters) = self.locks.remove(key) else {
-            return;
-        };
-        while let Some(next) = waiters.pop_front() {
-            self.begin(next);
-            if let Some(queue) = self.locks.get_mut(key) {
-                // `next` holds the key now: the rest wait behind it.
-                queue.extend(waiters);
+    /// Starts the requests at the front of the key's queue that may go now (see the module's
+    /// ordering rules), and forgets the key once nothing of it is in flight.
+    fn advance(&mut self, key: &[u8]) {
+        loop {
+            let Some(st) = self.keys.get_mut(key) else {
+                return;
+            };
+            if st.locked {
                 return;
             }
+            let Some(&front) = st.queue.front() else {
+                if st.writes == 0 {
+                    self.keys.remove(key);
+                }
+                return;
+            };
+            let cmd = &self.reqs[front].as_ref().expect("a queued request").cmd;
+            if cmd.is_write() && !cmd.reads_before_write() {
+                st.queue.pop_front();
+                st.writes += 1;
+                let req = self.req(front);
+                req.counted = true;
+                req.state = State::PendingWrite;
+                self.pending_writes.push_back(front);
+                continue;
+            }
+            if st.writes > 0 {
+                // Earlier writes are not committed yet: make them commit soon.
+                self.flush_requested = true;
+                return;
+            }
+            st.queue.pop_front();
+            if cmd.reads_before_write() {
+                st.locked = true;
+                self.req(front).locked = true;
+                self.start_read(front);
+                return;
+            }
+            self.start_read(front);
         }
     }
 
@@ -604,15 +647,6 @@ impl Engine {
 
     fn start_read(&mut self, id: ReqId) {
         let key: Box<[u8]> = self.req(id).cmd.key().into();
-        if let Some(staged) = self.staged.get(&key).copied() {
-            // The newest write of the key is not acknowledged yet: answer after its batch.
-            self.req(id).state = State::WaitBatch;
-            self.parked.entry(staged.batch).or_default().push(id);
-            if staged.batch == self.open_batch {
-                self.flush_requested = true;
-            }
-            return;
-        }
         let is_write = self.req(id).cmd.is_write();
         if let Lookup::Value { .. } = self.cache.peek(&key) {
             if let Lookup::Value { value, .. } = self.cache.get(&key) {
@@ -642,6 +676,12 @@ impl Engine {
                 self.req(id).outcome = Outcome::Log;
             }
             self.read_done(id, value);
+            return;
+        }
+        if self.qp.in_flight() + QP_RESERVED >= QP_IN_FLIGHT_MAX {
+            // Every read in flight holds at most one verb; wait for one to complete.
+            self.req(id).state = State::WaitQp;
+            self.qp_waiters.push_back(id);
             return;
         }
         match self.cache.get(&key) {
@@ -734,7 +774,7 @@ impl Engine {
         let key: Box<[u8]> = self.req(id).cmd.key().into();
         let value = hit.as_ref().map(|h| h.value().to_vec());
         if let Some(hit) = &hit {
-            if !dirty && !self.staged.contains_key(&key) && !self.unmerged.contains_key(&key) {
+            if !dirty && !self.unmerged.contains_key(&key) {
                 let sc = Shortcut {
                     entry_offset: hit.entry.get(),
                     entry_len: hit.entry_len() as u32,
@@ -954,21 +994,25 @@ impl Engine {
                     self.pending_writes.pop_front();
                     self.next_seq += 1;
                     let key: Box<[u8]> = key.into();
-                    self.staged.insert(
-                        key.clone(),
-                        Staged {
-                            batch: self.open_batch,
-                        },
-                    );
-                    self.open_entries.push(BatchEntry { key, loc, op });
+                    self.open_entries.push(BatchEntry {
+                        key: key.clone(),
+                        loc,
+                        op,
+                    });
                     self.open_writers.push(id);
                     self.open_since.get_or_insert_with(Instant::now);
                     let req = self.req(id);
                     req.state = State::WaitBatch;
                     if req.locked {
+                        // A read-then-write command is now a plain write in a batch: later
+                        // commands of the key may go (reads still wait for its commit).
                         req.locked = false;
-                        let key = req.cmd.key().to_vec();
-                        self.unlock(&key);
+                        req.counted = true;
+                        if let Some(st) = self.keys.get_mut(&key) {
+                            st.locked = false;
+                            st.writes += 1;
+                        }
+                        self.advance(&key);
                     }
                 }
                 Err(AppendError::NeedBlock) => match self.spares.pop_front() {
@@ -1042,7 +1086,6 @@ impl Engine {
             self.req(id).state = State::WaitBatch;
         }
         self.inflight = Some(Inflight {
-            id: self.open_batch,
             writers,
             entries: std::mem::take(&mut self.open_entries),
             outstanding: verbs,
@@ -1089,9 +1132,6 @@ impl Engine {
                     op: e.op,
                 },
             );
-            if self.staged.get(&e.key).is_some_and(|s| s.batch == batch.id) {
-                self.staged.remove(&e.key);
-            }
             match e.op {
                 Op::Put => {
                     let shortcut = Shortcut {
@@ -1121,12 +1161,8 @@ impl Engine {
                 Command::Del { .. } => Reply::Int(1),
                 _ => unreachable_command(),
             };
+            // Finishing a writer lets the reads waiting for it go (they see the cache now).
             self.finish(id, reply);
-        }
-        for id in self.parked.remove(&batch.id).unwrap_or_default() {
-            if self.reqs[id].is_some() {
-                self.start_read(id);
-            }
         }
     }
 
@@ -1326,12 +1362,12 @@ impl Engine {
             })
             .collect();
         self.pending_writes.clear();
+        // Nothing more may start: the requests failed below must not admit the ones behind them.
+        self.keys.clear();
         self.open_writers.clear();
         self.open_entries.clear();
         self.staging.abort();
         self.waiting_table.clear();
-        self.parked.clear();
-        self.staged.clear();
         for id in waiting {
             self.finish(id, Reply::Error(EngineError::Failed(reason.clone())));
         }

@@ -2,6 +2,7 @@
 //! log block, queue pair), serving the Redis protocol and the embedded API.
 
 pub mod constants;
+pub mod embedded;
 pub mod engine;
 pub mod info;
 pub mod node;

@@ -228,3 +228,9 @@ pub fn core_ranges(shared: &Shared, index: usize) -> Vec<(u16, u16)> {
         .map(|(a, b)| (a.get(), b.get()))
         .collect()
 }
+
+impl MnStatsSource for crate::mn::memnode::MemoryNode {
+    fn mn_stats(&self) -> Option<MnStats> {
+        Some(self.stats())
+    }
+}

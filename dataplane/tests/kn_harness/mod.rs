@@ -1,0 +1,123 @@
+//! Set-up shared by the KN tests: a memory node on an in-memory pool, the local fabric to it,
+//! and engines or whole nodes on top.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use dinomo_dataplane::cache::Policy;
+use dinomo_dataplane::fabric::Fabric;
+use dinomo_dataplane::fabric::local::{LocalFabric, LocalOptions};
+use dinomo_dataplane::kn::node::{CONNECTIONS_MAX_DEFAULT, KnNode, KnOptions};
+use dinomo_dataplane::kn::{Command, Durability, Engine, EngineConfig, Reply, SetCond};
+use dinomo_dataplane::mn::memnode::{MemoryNode, NodeOptions};
+use dinomo_dataplane::resp::Limits;
+use dinomo_pmem::{ChainId, MemBackend, PoolConfig};
+
+pub struct Mn {
+    pub node: Arc<MemoryNode>,
+    pub fabric: LocalFabric,
+}
+
+/// A memory node on a fresh in-memory pool of `size` bytes with `block` byte blocks.
+pub fn memnode(size: u64, block: u64) -> Mn {
+    let cfg = PoolConfig {
+        chain_count: 64,
+        ..PoolConfig::small(size, block)
+    };
+    let node = MemoryNode::open_backend(
+        Arc::new(MemBackend::new(size)),
+        Some(&cfg),
+        NodeOptions::default(),
+    )
+    .expect("memory node");
+    node.start_background().expect("merge threads");
+    let fabric = LocalFabric::new(
+        Arc::clone(node.backend()),
+        LocalOptions::default().with_rpc_handler(node.clone()),
+    );
+    Mn { node, fabric }
+}
+
+pub fn engine_config(chain: u32, policy: Policy, cache_bytes: usize) -> EngineConfig {
+    EngineConfig {
+        cache_policy: policy,
+        cache_bytes,
+        ..EngineConfig::new(ChainId(chain), 1)
+    }
+}
+
+pub fn engine(mn: &Mn, cfg: EngineConfig) -> Engine {
+    Engine::attach(mn.fabric.connect().expect("qp"), cfg).expect("engine")
+}
+
+/// Runs `cmds` on the engine and polls until every reply is in; replies in submission order.
+pub fn run(engine: &mut Engine, cmds: Vec<Command>) -> Vec<Reply> {
+    let n = cmds.len();
+    for (i, c) in cmds.into_iter().enumerate() {
+        engine.submit(i as u64, c);
+    }
+    engine.flush_now();
+    let mut out = Vec::new();
+    let mut replies: Vec<Option<Reply>> = vec![None; n];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while replies.iter().any(Option::is_none) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the engine did not answer: {} in flight, {} sealed, failure {:?}, stats {:?}",
+            engine.in_flight(),
+            engine.sealed_blocks(),
+            engine.failure(),
+            engine.stats()
+        );
+        engine.flush_now();
+        out.clear();
+        if !engine.poll(&mut out) {
+            std::thread::yield_now();
+        }
+        for (tag, reply) in out.drain(..) {
+            replies[tag as usize] = Some(reply);
+        }
+    }
+    replies.into_iter().map(|r| r.expect("answered")).collect()
+}
+
+pub fn set(key: &[u8], value: &[u8]) -> Command {
+    Command::Set {
+        key: key.to_vec(),
+        value: value.to_vec(),
+        cond: SetCond::Always,
+        get: false,
+    }
+}
+pub fn get(key: &[u8]) -> Command {
+    Command::Get { key: key.to_vec() }
+}
+pub fn del(key: &[u8]) -> Command {
+    Command::Del { key: key.to_vec() }
+}
+
+pub fn kn_options(cores: usize) -> KnOptions {
+    KnOptions {
+        kn: dinomo_control::KnId(1),
+        host: "127.0.0.1".into(),
+        base_port: 0,
+        cores,
+        first_chain: 0,
+        engine: EngineConfig {
+            durability: Durability::Memory,
+            ..EngineConfig::new(ChainId(0), 1)
+        },
+        pin: false,
+        sqpoll: false,
+        requirepass: None,
+        limits: Limits::default(),
+        connections_max: CONNECTIONS_MAX_DEFAULT,
+        listen: true,
+    }
+}
+
+/// A whole node on `mn`.
+pub fn kn(mn: &Mn, options: KnOptions) -> KnNode {
+    KnNode::start(&mn.fabric, options, Some(mn.node.clone())).expect("node")
+}

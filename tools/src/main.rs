@@ -1,17 +1,21 @@
 //! The `dinomo` command. Subcommands:
 //!
+//! - `serve`: the all-in-one server — a memory node on a pool file and one KVS node over the
+//!   local fabric, in one process ([`serve`]).
 //! - `memnode`: the memory node — opens (or creates) a persistent pool, recovers it, and serves
 //!   it to KNs over the tcp fabric ([`memnode`]).
+//! - `kn`: a KVS node against a separate memory node over the tcp fabric ([`kn`]).
 //!
-//! Planned, each as a module of its own with an `Args` struct and a `run` function, added as a
-//! variant of [`Command`]: `serve` (all-in-one: MN, controller and one KN in one process), `kn`
-//! (a KVS node) and `controller`.
+//! Not built yet: `controller` (the multi-KN control plane).
 //!
 //! Errors end the process with one line on stderr (`dinomo: error: ...`) and a non-zero status;
 //! command-line mistakes are reported by the parser with usage hints.
 #![forbid(unsafe_code)]
 
+mod kn;
+mod knconf;
 mod memnode;
+mod serve;
 mod size;
 
 use std::process::ExitCode;
@@ -28,13 +32,17 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Serve(serve::Args),
     Memnode(memnode::Args),
+    Kn(kn::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
         Command::Memnode(args) => memnode::run(args),
+        Command::Kn(args) => kn::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -64,3 +64,48 @@ mod tests {
         assert!(parse_size("20000000TiB").is_err(), "overflow");
     }
 }
+
+/// Parses a duration such as `1.6us`, `200ms`, `2s` or `0`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().map_err(|_| {
+        format!("'{text}' is not a duration: expected a number with a unit, like 1.6us")
+    })?;
+    let scale = match unit.trim() {
+        "" | "s" => 1e9,
+        "ms" => 1e6,
+        "us" | "µs" => 1e3,
+        "ns" => 1.0,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{text}': use ns, us, ms or s"
+            ));
+        }
+    };
+    let nanos = value * scale;
+    if !nanos.is_finite() || nanos < 0.0 || nanos > 3.6e12 {
+        return Err(format!("'{text}' is out of range (0 to 1 hour)"));
+    }
+    Ok(std::time::Duration::from_nanos(nanos.round() as u64))
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1.6us"), Ok(Duration::from_nanos(1600)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("99999s").is_err());
+    }
+}

@@ -1,0 +1,286 @@
+//! The settings of a KVS node, shared by `dinomo serve` and `dinomo kn`: command-line flags,
+//! the same keys in an optional TOML file (`--config`), and the defaults. A flag beats the file,
+//! which beats the default.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use clap::ValueEnum;
+use dinomo_dataplane::cache::Policy;
+use dinomo_dataplane::kn::Durability;
+use dinomo_dataplane::kn::constants::{BATCH_BYTES_MAX_DEFAULT, BATCH_DELAY_DEFAULT};
+use dinomo_dataplane::kn::node::CONNECTIONS_MAX_DEFAULT;
+use dinomo_dataplane::resp::Limits;
+use serde::Deserialize;
+
+use crate::size::{parse_duration, parse_size};
+
+/// Default client port; each core listens on the ports after it.
+pub const PORT_DEFAULT: u16 = 7379;
+/// Default cache budget of the whole node (split evenly over its cores).
+pub const CACHE_BYTES_DEFAULT: &str = "256MiB";
+/// Largest bulk string (value) a client may send by default.
+pub const BULK_BYTES_DEFAULT: &str = "16MiB";
+/// Most worker cores.
+pub const CORES_MAX: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyArg {
+    /// Disaggregated adaptive caching: values (LRU) and shortcuts (LFU) in one budget.
+    Dac,
+    /// Values only.
+    Value,
+    /// Shortcuts only.
+    Shortcut,
+    /// No cache.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilityArg {
+    /// Acknowledge a write once it is in the pool's memory (survives any process crash).
+    Memory,
+    /// Acknowledge a write once it is flushed to the pool's media (survives power loss).
+    Flush,
+}
+
+/// Flags of a KVS node (every one optional: unset ones come from --config or the defaults).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct KnFlags {
+    /// TOML file with any of these settings (keys as the flags, with underscores).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1].
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<String>,
+    /// Client port; core i also listens on port+1+i [default: 7379].
+    #[arg(long, value_name = "N")]
+    pub port: Option<u16>,
+    /// Worker cores [default: half the CPUs, at least 1].
+    #[arg(long, value_name = "N")]
+    pub cores: Option<usize>,
+    /// Cache budget of the whole node, split over the cores, e.g. 1GiB [default: 256MiB].
+    #[arg(long, value_name = "SIZE")]
+    pub cache_bytes: Option<String>,
+    /// What the cache keeps [default: dac].
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub cache_policy: Option<PolicyArg>,
+    /// When a write is acknowledged [default: memory].
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub durability: Option<DurabilityArg>,
+    /// Password clients must give with AUTH (prefer --requirepass-file).
+    #[arg(long, value_name = "PASS")]
+    pub requirepass: Option<String>,
+    /// File holding the AUTH password.
+    #[arg(long, value_name = "FILE")]
+    pub requirepass_file: Option<PathBuf>,
+    /// Most client connections [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub maxclients: Option<usize>,
+    /// Largest value (bulk string) a client may send [default: 16MiB].
+    #[arg(long, value_name = "SIZE")]
+    pub proto_max_bulk_len: Option<String>,
+    /// Largest group-commit batch [default: 1MiB].
+    #[arg(long, value_name = "SIZE")]
+    pub batch_bytes: Option<String>,
+    /// Longest wait of a write for its batch to fill when input keeps coming [default: 200us].
+    #[arg(long, value_name = "DURATION")]
+    pub batch_delay: Option<String>,
+    /// Injected fabric round-trip delay (local fabric only), e.g. 1.6us [default: 0].
+    #[arg(long, value_name = "DURATION")]
+    pub rtt_delay: Option<String>,
+    /// Do not pin worker threads to CPUs.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Kernel submission-queue polling for the workers' io_uring (costs a CPU per core).
+    #[arg(long)]
+    pub sqpoll: bool,
+}
+
+/// The same settings as they appear in the TOML file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnFile {
+    pub bind: Option<String>,
+    pub port: Option<u16>,
+    pub cores: Option<usize>,
+    pub cache_bytes: Option<String>,
+    pub cache_policy: Option<PolicyArg>,
+    pub durability: Option<DurabilityArg>,
+    pub requirepass: Option<String>,
+    pub requirepass_file: Option<PathBuf>,
+    pub maxclients: Option<usize>,
+    pub proto_max_bulk_len: Option<String>,
+    pub batch_bytes: Option<String>,
+    pub batch_delay: Option<String>,
+    pub rtt_delay: Option<String>,
+    pub no_pin: Option<bool>,
+    pub sqpoll: Option<bool>,
+    /// Settings of the embedded memory node (`dinomo serve`) or the node's address (`kn`).
+    pub dir: Option<PathBuf>,
+    pub pool_size: Option<String>,
+    pub block_size: Option<String>,
+    pub merge_threads: Option<usize>,
+    pub memnode: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub kn_id: Option<u32>,
+}
+
+/// Resolved settings of a KVS node.
+#[derive(Debug, Clone)]
+pub struct KnSettings {
+    pub bind: String,
+    pub port: u16,
+    pub cores: usize,
+    pub cache_bytes: u64,
+    pub cache_policy: Policy,
+    pub durability: Durability,
+    pub requirepass: Option<Vec<u8>>,
+    pub maxclients: usize,
+    pub limits: Limits,
+    pub batch_bytes: u64,
+    pub batch_delay: Duration,
+    pub rtt_delay: Duration,
+    pub pin: bool,
+    pub sqpoll: bool,
+}
+
+/// Reads the TOML file, if one is named.
+pub fn read_file(path: Option<&Path>) -> anyhow::Result<KnFile> {
+    let Some(path) = path else {
+        return Ok(KnFile::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the config file {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow!("invalid config file {}: {e}", path.display()))
+}
+
+fn size(
+    flag: &Option<String>,
+    file: &Option<String>,
+    default: &str,
+    name: &str,
+) -> anyhow::Result<u64> {
+    let text = flag.as_deref().or(file.as_deref()).unwrap_or(default);
+    parse_size(text).map_err(|e| anyhow!("invalid --{name}: {e}"))
+}
+
+fn duration(
+    flag: &Option<String>,
+    file: &Option<String>,
+    default: Duration,
+    name: &str,
+) -> anyhow::Result<Duration> {
+    match flag.as_deref().or(file.as_deref()) {
+        Some(text) => parse_duration(text).map_err(|e| anyhow!("invalid --{name}: {e}")),
+        None => Ok(default),
+    }
+}
+
+/// Merges flags, file and defaults, and checks them.
+pub fn resolve(flags: &KnFlags, file: &KnFile) -> anyhow::Result<KnSettings> {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let cores = flags.cores.or(file.cores).unwrap_or((cpus / 2).max(1));
+    if cores == 0 || cores > CORES_MAX {
+        bail!("--cores must be 1 to {CORES_MAX}, not {cores}");
+    }
+    let port = flags.port.or(file.port).unwrap_or(PORT_DEFAULT);
+    if port != 0 && u32::from(port) + cores as u32 > u32::from(u16::MAX) {
+        bail!("--port {port} leaves no room for {cores} core ports after it");
+    }
+    let cache_bytes = size(
+        &flags.cache_bytes,
+        &file.cache_bytes,
+        CACHE_BYTES_DEFAULT,
+        "cache-bytes",
+    )?;
+    let bulk = size(
+        &flags.proto_max_bulk_len,
+        &file.proto_max_bulk_len,
+        BULK_BYTES_DEFAULT,
+        "proto-max-bulk-len",
+    )?;
+    let batch_bytes = match flags.batch_bytes.as_deref().or(file.batch_bytes.as_deref()) {
+        Some(text) => parse_size(text).map_err(|e| anyhow!("invalid --batch-bytes: {e}"))?,
+        None => BATCH_BYTES_MAX_DEFAULT,
+    };
+    if batch_bytes < 4096 {
+        bail!("--batch-bytes must be at least 4KiB");
+    }
+    let requirepass = match (
+        flags.requirepass.as_ref().or(file.requirepass.as_ref()),
+        flags
+            .requirepass_file
+            .as_ref()
+            .or(file.requirepass_file.as_ref()),
+    ) {
+        (Some(p), _) => Some(p.as_bytes().to_vec()),
+        (None, Some(path)) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("cannot read the password file {}", path.display()))?;
+            Some(bytes.trim_ascii().to_vec())
+        }
+        (None, None) => None,
+    };
+    if requirepass.as_ref().is_some_and(Vec::is_empty) {
+        bail!("the AUTH password must not be empty");
+    }
+    let limits = Limits {
+        bulk_bytes_max: usize::try_from(bulk).unwrap_or(usize::MAX),
+        ..Limits::default()
+    };
+    Ok(KnSettings {
+        bind: flags
+            .bind
+            .clone()
+            .or_else(|| file.bind.clone())
+            .unwrap_or_else(|| "127.0.0.1".into()),
+        port,
+        cores,
+        cache_bytes,
+        cache_policy: match flags
+            .cache_policy
+            .or(file.cache_policy)
+            .unwrap_or(PolicyArg::Dac)
+        {
+            PolicyArg::Dac => Policy::Dac,
+            PolicyArg::Value => Policy::ValueOnly,
+            PolicyArg::Shortcut => Policy::ShortcutOnly,
+            PolicyArg::None => Policy::None,
+        },
+        durability: match flags
+            .durability
+            .or(file.durability)
+            .unwrap_or(DurabilityArg::Memory)
+        {
+            DurabilityArg::Memory => Durability::Memory,
+            DurabilityArg::Flush => Durability::Flush,
+        },
+        requirepass,
+        maxclients: flags
+            .maxclients
+            .or(file.maxclients)
+            .unwrap_or(CONNECTIONS_MAX_DEFAULT),
+        limits,
+        batch_bytes,
+        batch_delay: duration(
+            &flags.batch_delay,
+            &file.batch_delay,
+            BATCH_DELAY_DEFAULT,
+            "batch-delay",
+        )?,
+        rtt_delay: duration(
+            &flags.rtt_delay,
+            &file.rtt_delay,
+            Duration::ZERO,
+            "rtt-delay",
+        )?,
+        pin: !(flags.no_pin || file.no_pin.unwrap_or(false)),
+        sqpoll: flags.sqpoll || file.sqpoll.unwrap_or(false),
+    })
+}

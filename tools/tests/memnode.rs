@@ -11,13 +11,10 @@
 //! Nothing here depends on timing: deadlines only turn a hang into a failure.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::ExitStatus;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dinomo_dataplane::fabric::tcp::TcpFabric;
@@ -31,9 +28,13 @@ use dinomo_pmem::error::AppendError;
 use dinomo_pmem::index_format::{TABLE_HEADER_LEN, TableHeader};
 use dinomo_pmem::{BlockId, ChainId, FileOptions, Layout, Op, Pool, PoolOffset, Staging, Version};
 
-/// Deadline that turns a hung child or wait into a failure.
-const HANG: Duration = Duration::from_secs(30);
-const TOKEN: &str = "memnode-test-token";
+mod common;
+use common::{HANG, Proc, TOKEN, TempDir};
+
+fn fabric_of(node: &Proc) -> TcpFabric {
+    TcpFabric::new(node.addr(), TOKEN)
+}
+
 /// A pool of 4 KiB blocks, so that a short stream crosses several blocks.
 const POOL_SIZE: &str = "16MiB";
 const BLOCK_SIZE: &str = "4KiB";
@@ -49,170 +50,9 @@ const VALUE_HINT: u32 = 24;
 /// Restarts of one remote lookup before the test gives up.
 const PROBE_RESTARTS_MAX: u32 = 100;
 
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "dinomo-tools-{name}-{}-{:?}",
-            std::process::id(),
-            Instant::now()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    fn path(&self, file: &str) -> PathBuf {
-        self.0.join(file)
-    }
-    /// A token file readable by its owner only.
-    fn token_file(&self) -> PathBuf {
-        use std::os::unix::fs::PermissionsExt;
-        let path = self.path("token");
-        std::fs::write(&path, format!("{TOKEN}\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A running `dinomo memnode`: its stdout lines arrive on a channel, its stderr accumulates.
-struct Memnode {
-    child: Child,
-    stdout: mpsc::Receiver<String>,
-    stderr: Arc<Mutex<String>>,
-    addr: Option<SocketAddr>,
-}
-
-impl Memnode {
-    fn spawn(args: &[&str]) -> Memnode {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dinomo"))
-            .arg("memnode")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn dinomo");
-        let (tx, stdout) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut err = child.stderr.take().unwrap();
-        let sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Memnode {
-            child,
-            stdout,
-            stderr,
-            addr: None,
-        }
-    }
-
-    /// Starts a node and waits for its `listening on` line.
-    fn start(args: &[&str]) -> Memnode {
-        let mut node = Memnode::spawn(args);
-        let line = node
-            .stdout
-            .recv_timeout(HANG)
-            .unwrap_or_else(|e| panic!("no `listening on` line ({e}); stderr:\n{}", node.stderr()));
-        let addr = line
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first stdout line {line:?}"));
-        node.addr = Some(addr.parse().expect("a socket address"));
-        node
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.addr.expect("started")
-    }
-
-    fn fabric(&self) -> TcpFabric {
-        TcpFabric::new(self.addr(), TOKEN)
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// Waits until stderr contains `text` (it is written before the `listening on` line, but
-    /// the reader thread may not have collected it yet).
-    fn wait_stderr(&self, text: &str) {
-        let deadline = Instant::now() + HANG;
-        while !self.stderr().contains(text) {
-            assert!(
-                Instant::now() < deadline,
-                "stderr never said {text:?}:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed");
-    }
-
-    fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + HANG;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "the node did not exit");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// Sends SIGKILL and reaps the child.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Memnode {
-    fn drop(&mut self) {
-        self.kill();
-        if std::thread::panicking() {
-            eprintln!(
-                "--- dinomo memnode stderr ---\n{}--- end ---",
-                self.stderr()
-            );
-        }
-    }
-}
-
 /// Runs `dinomo memnode` with `args`, expecting it to fail; returns its status and stderr.
 fn run_failing(args: &[&str]) -> (ExitStatus, String) {
-    let mut node = Memnode::spawn(args);
+    let mut node = Proc::spawn("memnode", args);
     let status = node.wait_exit();
     // The pipes close when the process exits; give the reader threads their last bytes.
     let deadline = Instant::now() + HANG;
@@ -502,28 +342,31 @@ fn no_acknowledged_batch_is_lost_when_the_memory_node_is_killed() {
     let token_file = dir.token_file();
     let pool_arg = pool.to_str().unwrap();
     let token_arg = token_file.to_str().unwrap();
-    let mut node = Memnode::start(&[
-        "--pool",
-        pool_arg,
-        "--create",
-        "--size",
-        POOL_SIZE,
-        "--block-size",
-        BLOCK_SIZE,
-        "--listen",
-        "127.0.0.1:0",
-        "--token-file",
-        token_arg,
-        "--durability",
-        "memory",
-        "--merge-threads",
-        "1",
-    ]);
+    let mut node = Proc::start(
+        "memnode",
+        &[
+            "--pool",
+            pool_arg,
+            "--create",
+            "--size",
+            POOL_SIZE,
+            "--block-size",
+            BLOCK_SIZE,
+            "--listen",
+            "127.0.0.1:0",
+            "--token-file",
+            token_arg,
+            "--durability",
+            "memory",
+            "--merge-threads",
+            "1",
+        ],
+    );
     node.wait_stderr("last stop: none (new pool)");
 
     // The KN streams batches on its own thread; this thread kills the node mid-stream.
     let acked = Arc::new(AtomicUsize::new(0));
-    let fabric = node.fabric();
+    let fabric = fabric_of(&node);
     let acked_in_writer = Arc::clone(&acked);
     let writer = std::thread::spawn(move || -> Result<(usize, u64, String), String> {
         let mut w = Writer::attach(&fabric, 0, 1)?;
@@ -553,18 +396,21 @@ fn no_acknowledged_batch_is_lost_when_the_memory_node_is_killed() {
     eprintln!("killed after {acked} acknowledged batches; the next one failed with: {why}");
 
     let root_off = index_root_off(&pool);
-    let node = Memnode::start(&[
-        "--pool",
-        pool_arg,
-        "--listen",
-        "127.0.0.1:0",
-        "--token-file",
-        token_arg,
-        "--durability",
-        "memory",
-    ]);
+    let node = Proc::start(
+        "memnode",
+        &[
+            "--pool",
+            pool_arg,
+            "--listen",
+            "127.0.0.1:0",
+            "--token-file",
+            token_arg,
+            "--durability",
+            "memory",
+        ],
+    );
     node.wait_stderr("last stop: unclean");
-    let fabric = node.fabric();
+    let fabric = fabric_of(&node);
     assert_eq!(hello_boot(&fabric), 2);
 
     // The model: what the acknowledged batches leave, and what the unacknowledged batch may
@@ -642,10 +488,10 @@ fn sigterm_stops_cleanly_and_the_restart_says_so() {
             "--durability",
             "flush",
         ]);
-        Memnode::start(&args)
+        Proc::start("memnode", &args)
     };
     let mut node = serve(true);
-    let mut w = Writer::attach(&node.fabric(), 3, 7).expect("attach");
+    let mut w = Writer::attach(&fabric_of(&node), 3, 7).expect("attach");
     for n in 0..5 {
         write_batch(&mut w, n).expect("batch");
     }
@@ -659,8 +505,8 @@ fn sigterm_stops_cleanly_and_the_restart_says_so() {
     let root_off = index_root_off(&pool);
     let node = serve(false);
     node.wait_stderr("last stop: clean");
-    assert_eq!(hello_boot(&node.fabric()), 2);
-    let mut qp = node.fabric().connect().expect("connect");
+    assert_eq!(hello_boot(&fabric_of(&node)), 2);
+    let mut qp = fabric_of(&node).connect().expect("connect");
     for n in 0..5 {
         for (k, v) in batch(n)
             .puts
@@ -723,19 +569,22 @@ fn corrupt_pool_files_fail_cleanly() {
     fails(&short, &["shorter than a superblock"]);
     // A real pool whose superblock lost a byte.
     let pool = dir.path("pool");
-    let mut node = Memnode::start(&[
-        "--pool",
-        pool.to_str().unwrap(),
-        "--create",
-        "--size",
-        POOL_SIZE,
-        "--block-size",
-        BLOCK_SIZE,
-        "--listen",
-        "127.0.0.1:0",
-        "--token-file",
-        token_arg,
-    ]);
+    let mut node = Proc::start(
+        "memnode",
+        &[
+            "--pool",
+            pool.to_str().unwrap(),
+            "--create",
+            "--size",
+            POOL_SIZE,
+            "--block-size",
+            BLOCK_SIZE,
+            "--listen",
+            "127.0.0.1:0",
+            "--token-file",
+            token_arg,
+        ],
+    );
     node.signal("TERM");
     assert!(node.wait_exit().success());
     drop(node);
@@ -780,7 +629,10 @@ fn bad_command_lines_fail_cleanly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(!pool.exists());
     // --create never destroys a pool unless told to.
-    let mut node = Memnode::start(&create(&["--size", POOL_SIZE, "--block-size", BLOCK_SIZE]));
+    let mut node = Proc::start(
+        "memnode",
+        &create(&["--size", POOL_SIZE, "--block-size", BLOCK_SIZE]),
+    );
     node.signal("TERM");
     assert!(node.wait_exit().success());
     drop(node);
@@ -788,12 +640,15 @@ fn bad_command_lines_fail_cleanly() {
         &create(&["--size", POOL_SIZE, "--block-size", BLOCK_SIZE]),
         &["already exists", "--overwrite"],
     );
-    let node = Memnode::start(&create(&[
-        "--size",
-        POOL_SIZE,
-        "--block-size",
-        BLOCK_SIZE,
-        "--overwrite",
-    ]));
+    let node = Proc::start(
+        "memnode",
+        &create(&[
+            "--size",
+            POOL_SIZE,
+            "--block-size",
+            BLOCK_SIZE,
+            "--overwrite",
+        ]),
+    );
     node.wait_stderr("(created)");
 }

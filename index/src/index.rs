@@ -882,7 +882,25 @@ impl Index {
         Ok(true)
     }
 
+    /// Starts a resize without migrating: allocates and publishes the next table, so that the
+    /// pairs move as writers meet them, and a later [`Index::finish_interrupted_resize`] (or
+    /// `resize`) completes it. Model checks use it to race only the migration against writers.
+    pub fn begin_resize(&self, pairs_log2: u32) -> Result<()> {
+        let _guard = lock(&self.resize_lock);
+        if self.tables().1.is_some() {
+            return Ok(());
+        }
+        self.start_resize(pairs_log2).map(|_| ())
+    }
+
     fn resize_locked(&self, pairs_log2: u32) -> Result<()> {
+        let (current, next) = self.start_resize(pairs_log2)?;
+        self.migrate_all(current, next)
+    }
+
+    /// Allocates, initialises and publishes the next table (or finds the one a crash left);
+    /// returns the current and the next table.
+    fn start_resize(&self, pairs_log2: u32) -> Result<(Table, Table)> {
         if pairs_log2 > PAIRS_LOG2_MAX {
             return Err(IndexError::Corrupt(format!(
                 "a table of 2^{pairs_log2} pairs is too large"
@@ -890,7 +908,7 @@ impl Index {
         }
         let (current, pending) = self.tables();
         if let Some(next) = pending {
-            return self.migrate_all(current, next);
+            return Ok((current, next));
         }
         let header = TableHeader {
             version: current.header.version + 1,
@@ -926,7 +944,7 @@ impl Index {
         self.backend.persist(off, bytes);
         self.pool.set_index_next(off);
         lock(&self.tables).1 = Some(next);
-        self.migrate_all(current, next)
+        Ok((current, next))
     }
 
     /// Migrates every pair of `current` into `next`, then makes `next` current. Pairs are copied

@@ -457,17 +457,17 @@ impl Index {
                     let slot = Slot::decode(w);
                     match slot.target {
                         Some(_) if slot.tag == tag => {
-                            if let Some((entry, cell)) = self.resolve(slot) {
-                                if let Some((version, op)) = self.entry_of(entry, key) {
-                                    scan.found.push(Found {
-                                        at: at + i * 8,
-                                        word: w,
-                                        entry,
-                                        version,
-                                        op,
-                                        cell,
-                                    });
-                                }
+                            if let Some((entry, cell)) = self.resolve(slot)
+                                && let Some((version, op)) = self.entry_of(entry, key)
+                            {
+                                scan.found.push(Found {
+                                    at: at + i * 8,
+                                    word: w,
+                                    entry,
+                                    version,
+                                    op,
+                                    cell,
+                                });
                             }
                         }
                         Some(_) => {}
@@ -624,13 +624,11 @@ impl Index {
                 },
                 Attempt::Migrated => next.is_some(),
             };
-            if moved {
-                if let Some(n) = next {
-                    // If the next table is itself frozen or moved on, a later resize started
-                    // after this snapshot: the fresh snapshot of the next round sorts it out.
-                    if let Attempt::Done(t) = attempt(n, true)? {
-                        return Ok(t);
-                    }
+            if moved && let Some(n) = next {
+                // If the next table is itself frozen or moved on, a later resize started
+                // after this snapshot: the fresh snapshot of the next round sorts it out.
+                if let Attempt::Done(t) = attempt(n, true)? {
+                    return Ok(t);
                 }
             }
             self.stats.cas_retries.fetch_add(1, Ordering::Relaxed);

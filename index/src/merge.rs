@@ -158,10 +158,10 @@ impl Merger {
     pub fn background_pass(&self) -> Result<MergeReport> {
         let mut total = MergeReport::default();
         for c in self.all_chains() {
-            if self.has_sealed_work(c) {
-                if let Some(r) = self.try_merge_chain(c, MergeScope::Sealed)? {
-                    total.add(r);
-                }
+            if self.has_sealed_work(c)
+                && let Some(r) = self.try_merge_chain(c, MergeScope::Sealed)?
+            {
+                total.add(r);
             }
         }
         Ok(total)
@@ -322,10 +322,11 @@ impl Merger {
         let mut freed = 0;
         for (i, &refs) in references.iter().enumerate() {
             let b = BlockId(i as u32);
-            if let BlockState::Retired { generation, .. } = pool.block_state(b)? {
-                if refs == 0 && self.alloc.free_retired(b, generation)? {
-                    freed += 1;
-                }
+            if let BlockState::Retired { generation, .. } = pool.block_state(b)?
+                && refs == 0
+                && self.alloc.free_retired(b, generation)?
+            {
+                freed += 1;
             }
         }
         Ok(freed)

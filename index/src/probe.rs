@@ -217,13 +217,13 @@ impl Probe {
         let tag = tag_of(self.hash);
         for i in 0..SLOTS_PER_BUCKET {
             let slot = Slot::decode(word(i));
-            if let Some(target) = slot.target {
-                if slot.tag == tag {
-                    self.candidates.push(Candidate {
-                        target,
-                        indirect: slot.indirect,
-                    });
-                }
+            if let Some(target) = slot.target
+                && slot.tag == tag
+            {
+                self.candidates.push(Candidate {
+                    target,
+                    indirect: slot.indirect,
+                });
             }
         }
         if let Some(next) = link.next {

@@ -178,10 +178,11 @@ fn crash_everywhere(mode_for: impl Fn(u64) -> CrashMode) {
         let image = sim
             .take_crash_image()
             .unwrap_or_else(|| sim.crash_image_now(mode_for(k)));
-        if let Some(m) = check_image(&image, &run, k) {
-            if m > 0 && m < run.batches.len() {
-                seen_partial += 1;
-            }
+        if let Some(m) = check_image(&image, &run, k)
+            && m > 0
+            && m < run.batches.len()
+        {
+            seen_partial += 1;
         }
     }
     assert!(seen_partial > 0, "some crash points fall between batches");

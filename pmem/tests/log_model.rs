@@ -168,7 +168,8 @@ proptest! {
         }
         // Restart: recovery frees unlinked spares, keeps linked blocks.
         drop(writers);
-        let image = match pool.backend().len() { n => { let mut b = vec![0u8; n as usize]; pool.backend().read(0, &mut b); b } };
+        let mut image = vec![0u8; pool.backend().len() as usize];
+        pool.backend().read(0, &mut image);
         let reopened = Pool::open(Arc::new(MemBackend::from_image(&image))).expect("reopen");
         let report = recover(&reopened).expect("recover");
         let linked: BTreeSet<BlockId> = report.chains.iter().flat_map(|c| c.blocks.iter().map(|b| b.block)).collect();

@@ -87,7 +87,7 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         }
     };
     let nanos = value * scale;
-    if !nanos.is_finite() || nanos < 0.0 || nanos > 3.6e12 {
+    if !nanos.is_finite() || !(0.0..=3.6e12).contains(&nanos) {
         return Err(format!("'{text}' is out of range (0 to 1 hour)"));
     }
     Ok(std::time::Duration::from_nanos(nanos.round() as u64))

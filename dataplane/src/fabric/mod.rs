@@ -41,9 +41,17 @@ pub enum Verb {
     Read { remote: PoolOffset, len: u32 },
     /// Write `data` at `remote`; with `persist`, the bytes are persistent (flushed to media) when
     /// the completion arrives.
-    Write { remote: PoolOffset, data: Vec<u8>, persist: bool },
+    Write {
+        remote: PoolOffset,
+        data: Vec<u8>,
+        persist: bool,
+    },
     /// Compare-and-swap the 8-aligned word at `remote`; completes with the old value.
-    Cas { remote: PoolOffset, expected: u64, new: u64 },
+    Cas {
+        remote: PoolOffset,
+        expected: u64,
+        new: u64,
+    },
     /// Fetch-and-add on the 8-aligned word at `remote`; completes with the old value.
     Faa { remote: PoolOffset, add: u64 },
     /// A two-sided request to the MN's CPU; completes with the reply bytes.
@@ -73,7 +81,13 @@ pub enum VerbKind {
 }
 
 impl VerbKind {
-    pub const ALL: [VerbKind; 5] = [VerbKind::Read, VerbKind::Write, VerbKind::Cas, VerbKind::Faa, VerbKind::Rpc];
+    pub const ALL: [VerbKind; 5] = [
+        VerbKind::Read,
+        VerbKind::Write,
+        VerbKind::Cas,
+        VerbKind::Faa,
+        VerbKind::Rpc,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             VerbKind::Read => "read",

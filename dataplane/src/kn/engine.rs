@@ -530,10 +530,10 @@ impl Engine {
         }
         self.completions = completions;
         while !self.qp_waiters.is_empty() && self.qp.in_flight() + QP_RESERVED < QP_IN_FLIGHT_MAX {
-            if let Some(id) = self.qp_waiters.pop_front() {
-                if self.reqs[id].is_some() {
-                    self.start_read(id);
-                }
+            if let Some(id) = self.qp_waiters.pop_front()
+                && self.reqs[id].is_some()
+            {
+                self.start_read(id);
             }
         }
         let now = Instant::now();
@@ -648,15 +648,15 @@ impl Engine {
     fn start_read(&mut self, id: ReqId) {
         let key: Box<[u8]> = self.req(id).cmd.key().into();
         let is_write = self.req(id).cmd.is_write();
-        if let Lookup::Value { .. } = self.cache.peek(&key) {
-            if let Lookup::Value { value, .. } = self.cache.get(&key) {
-                let value = value.to_vec();
-                if !is_write {
-                    self.req(id).outcome = Outcome::Value;
-                }
-                self.read_done(id, Some(value));
-                return;
+        if let Lookup::Value { .. } = self.cache.peek(&key)
+            && let Lookup::Value { value, .. } = self.cache.get(&key)
+        {
+            let value = value.to_vec();
+            if !is_write {
+                self.req(id).outcome = Outcome::Value;
             }
+            self.read_done(id, Some(value));
+            return;
         }
         if let Some(u) = self.unmerged.get(&key).copied() {
             let value = match u.op {
@@ -773,14 +773,15 @@ impl Engine {
         let dirty = self.forget_remote_read(id);
         let key: Box<[u8]> = self.req(id).cmd.key().into();
         let value = hit.as_ref().map(|h| h.value().to_vec());
-        if let Some(hit) = &hit {
-            if !dirty && !self.unmerged.contains_key(&key) {
-                let sc = Shortcut {
-                    entry_offset: hit.entry.get(),
-                    entry_len: hit.entry_len() as u32,
-                };
-                self.cache.insert(&key, hit.value(), sc);
-            }
+        if let Some(hit) = &hit
+            && !dirty
+            && !self.unmerged.contains_key(&key)
+        {
+            let sc = Shortcut {
+                entry_offset: hit.entry.get(),
+                entry_len: hit.entry_len() as u32,
+            };
+            self.cache.insert(&key, hit.value(), sc);
         }
         self.read_done(id, value);
     }
@@ -1213,10 +1214,10 @@ impl Engine {
                 self.pool_full = blocks.is_empty();
                 self.next_spare_retry = Instant::now() + POOL_FULL_RETRY;
                 self.spares.extend(blocks);
-                if self.staging.needs_spare() {
-                    if let Some(b) = self.spares.pop_front() {
-                        self.staging.set_spare(b);
-                    }
+                if self.staging.needs_spare()
+                    && let Some(b) = self.spares.pop_front()
+                {
+                    self.staging.set_spare(b);
                 }
             }
             Ok(Ok(MnResponse::Error {

@@ -138,7 +138,11 @@ impl KnNode {
             );
         }
 
-        let (senders, receivers, wakers) = queues(options.cores)?;
+        let crate::kn::shared::Queues {
+            senders,
+            receivers,
+            wakers,
+        } = queues(options.cores)?;
         let identity = NodeIdentity {
             kn: options.kn,
             host: options.host.clone(),

@@ -190,24 +190,27 @@ impl Shared {
     }
 }
 
+/// The queues of a node's cores: each core's sender (for the others), its receiver, its waker.
+pub struct Queues {
+    pub senders: Vec<Sender<Inbound>>,
+    pub receivers: Vec<Receiver<Inbound>>,
+    pub wakers: Vec<Arc<EventFd>>,
+}
+
 /// Creates the queues of `cores` cores.
-pub fn queues(
-    cores: usize,
-) -> std::io::Result<(
-    Vec<Sender<Inbound>>,
-    Vec<Receiver<Inbound>>,
-    Vec<Arc<EventFd>>,
-)> {
-    let mut senders = Vec::new();
-    let mut receivers = Vec::new();
-    let mut wakers = Vec::new();
+pub fn queues(cores: usize) -> std::io::Result<Queues> {
+    let mut q = Queues {
+        senders: Vec::new(),
+        receivers: Vec::new(),
+        wakers: Vec::new(),
+    };
     for _ in 0..cores {
         let (s, r) = crossbeam_channel::bounded(INBOX_CAPACITY);
-        senders.push(s);
-        receivers.push(r);
-        wakers.push(Arc::new(EventFd::new()?));
+        q.senders.push(s);
+        q.receivers.push(r);
+        q.wakers.push(Arc::new(EventFd::new()?));
     }
-    Ok((senders, receivers, wakers))
+    Ok(q)
 }
 
 /// A Redis Cluster node id for a core: 40 hex characters from the pool, node and core.

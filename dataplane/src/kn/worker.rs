@@ -369,15 +369,16 @@ impl Worker {
             unsafe { self.push(&entry) }?;
             self.wake_armed = true;
         }
-        if !self.fabric_armed && !self.engine.is_idle() {
-            if let Some(fd) = self.engine.queue_pair().wake_fd() {
-                let entry = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
-                    .build()
-                    .user_data(user_data(op::FABRIC, 0, 0));
-                // SAFETY: a poll names no buffer.
-                unsafe { self.push(&entry) }?;
-                self.fabric_armed = true;
-            }
+        if !self.fabric_armed
+            && !self.engine.is_idle()
+            && let Some(fd) = self.engine.queue_pair().wake_fd()
+        {
+            let entry = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+                .build()
+                .user_data(user_data(op::FABRIC, 0, 0));
+            // SAFETY: a poll names no buffer.
+            unsafe { self.push(&entry) }?;
+            self.fabric_armed = true;
         }
         Ok(())
     }

@@ -238,11 +238,15 @@ fn bad_input_gets_an_error_and_others_keep_working() {
         "{}",
         String::from_utf8_lossy(&out)
     );
-    // A client that sends half a pipeline and disappears.
+    // A client that sends half a request and disappears.
     {
         let mut s = TcpStream::connect(addr).expect("connect");
         s.write_all(b"*3\r\n$3\r\nSET\r\n$1\r\nz\r\n$5\r\nhel")
             .expect("write");
+    }
+    // A client that pipelines many requests and disappears without reading a reply.
+    {
+        let mut s = TcpStream::connect(addr).expect("connect");
         for _ in 0..100 {
             s.write_all(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n")
                 .expect("write");

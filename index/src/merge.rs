@@ -25,7 +25,7 @@ use crate::sync::{AtomicU64, Mutex, Ordering, lock};
 /// How far a merge goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MergeScope {
-    /// Sealed blocks only (background merge: the writer still appends to its head block).
+    /// Sealed blocks only (the writer's head block is left alone).
     Sealed,
     /// Everything up to the persisted tail, head block included (merge-all, failover, recovery).
     All,
@@ -147,19 +147,27 @@ impl Merger {
         (0..self.index.pool().layout().chain_count).map(ChainId)
     }
 
-    /// Whether chain `c` has sealed blocks waiting (cheap: two word loads).
-    pub fn has_sealed_work(&self, c: ChainId) -> bool {
+    /// Whether chain `c` has committed entries waiting (cheap: three word loads).
+    pub fn has_work(&self, c: ChainId) -> bool {
         let pool = self.index.pool();
-        matches!(pool.chain_cursor(c), Ok(Some(b)) if pool.block_tail(b).is_ok_and(|t| t.sealed()))
+        let Ok(Some(b)) = pool.chain_cursor(c) else {
+            return false;
+        };
+        let (Ok(tail), Ok(merged)) = (pool.block_tail(b), pool.block_merged(b)) else {
+            return false;
+        };
+        tail.sealed() || u64::from(tail.used) > merged
     }
 
-    /// One background pass: merges the sealed blocks of every chain that has some and is not
-    /// being merged. Returns what it did.
+    /// One background pass: merges, through its persisted tail, every chain that has committed
+    /// entries waiting and is not being merged. The head block is merged too, as far as its
+    /// writer has committed, so that the index (and every other core) catches up within one
+    /// pass and a writer can drop its local copies early. Returns what it did.
     pub fn background_pass(&self) -> Result<MergeReport> {
         let mut total = MergeReport::default();
         for c in self.all_chains() {
-            if self.has_sealed_work(c)
-                && let Some(r) = self.try_merge_chain(c, MergeScope::Sealed)?
+            if self.has_work(c)
+                && let Some(r) = self.try_merge_chain(c, MergeScope::All)?
             {
                 total.add(r);
             }

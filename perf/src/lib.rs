@@ -16,6 +16,7 @@ pub mod cli;
 pub mod compare;
 pub mod constants;
 pub mod driver;
+pub mod embedded;
 pub mod info;
 pub mod plot;
 pub mod report;

@@ -10,9 +10,8 @@
 //!
 //! Targets:
 //! - `resp://HOST:PORT` ([`crate::resp_client`]): any RESP server, dinomo or Redis.
-//! - `embedded`: the dinomo dataplane linked into this process. It is not built yet; naming it
-//!   gives [`TargetError::EmbeddedNotBuilt`]. It will implement [`Target`], and
-//!   [`launch_embedded`] is where it will be started with per-point [`ServerSettings`] for sweeps.
+//! - `embedded` ([`crate::embedded`]): the dinomo dataplane linked into this process, started by
+//!   [`launch_embedded`] with per-point [`ServerSettings`] for sweeps.
 //!
 //! A [`Launcher`] starts a target with given [`ServerSettings`] (cache policy and budget, injected
 //! round-trip delay, worker cores, durability): the sweeps and `compare` start one per point.
@@ -53,12 +52,6 @@ pub enum Reply {
 /// [`Reply::Error`] values, counted as failed operations.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
-    #[error(
-        "the embedded target (the dinomo dataplane linked in-process) is not built yet; \
-         run against `dinomo serve` or Redis with --target resp://HOST:PORT, or let the bench \
-         start a server with --server-cmd"
-    )]
-    EmbeddedNotBuilt,
     #[error("{text:?} is not a target: use `embedded` or `resp://HOST:PORT`")]
     Unknown { text: String },
     #[error("cannot connect to {addr}: {source}")]
@@ -351,8 +344,7 @@ pub trait Launcher {
 /// The hook the embedded target fills: it will start an in-process KN configured with `settings`
 /// and return it as a [`Target`]. Until the dataplane offers one, it reports that it is not built.
 pub fn launch_embedded(settings: &ServerSettings) -> Result<Launched, TargetError> {
-    let _ = settings;
-    Err(TargetError::EmbeddedNotBuilt)
+    Ok(Box::new(crate::embedded::start(settings)?))
 }
 
 /// Launches the embedded target.
@@ -417,10 +409,34 @@ mod tests {
     }
 
     #[test]
-    fn embedded_is_not_built_yet() {
-        let error = launch_embedded(&ServerSettings::default()).err().unwrap();
-        assert!(matches!(error, TargetError::EmbeddedNotBuilt));
-        assert!(error.to_string().contains("not built yet"));
+    fn embedded_target_serves_a_connection() {
+        let settings = ServerSettings {
+            cores: Some(1),
+            cache_bytes: Some(1 << 20),
+            ..ServerSettings::default()
+        };
+        let target = launch_embedded(&settings).expect("embedded node");
+        let mut con = target.connect(4).expect("connection");
+        con.send(Command::Set {
+            key: b"k",
+            value: b"value",
+        })
+        .expect("send");
+        con.send(Command::Get { key: b"k" }).expect("send");
+        con.send(Command::Get { key: b"absent" }).expect("send");
+        let mut replies = Vec::new();
+        while replies.len() < 3 {
+            con.recv(&mut replies, 3).expect("recv");
+        }
+        assert_eq!(
+            replies,
+            vec![Reply::Done, Reply::Value { len: 5 }, Reply::Nil]
+        );
+        let stats = target
+            .stats()
+            .expect("stats")
+            .expect("dinomo reports its counters");
+        assert!(stats.counter("ops").is_some_and(|n| n >= 3), "{stats:?}");
     }
 
     #[test]

@@ -170,11 +170,53 @@ fn timed_run() {
 }
 
 #[test]
-fn embedded_target_says_it_is_not_built_yet() {
-    let output = bench(&["--target", "embedded", "--records", "10", "--ops", "10"]);
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("not built yet"), "{stderr}");
+fn embedded_target_runs_and_reports_dinomo_counters() {
+    let dir = TempDir::new("embedded");
+    let json = dir.0.join("embedded.json");
+    let output = bench(&[
+        "--target",
+        "embedded",
+        "--workload",
+        "B",
+        "--records",
+        "2000",
+        "--ops",
+        "20000",
+        "--threads",
+        "2",
+        "--pipeline",
+        "8",
+        "--value-size",
+        "200",
+        "--cache-bytes",
+        "64KiB",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert_success(&output);
+    let report = read_json(&json);
+    assert_eq!(report["ops"], 20000);
+    assert_eq!(report["errors"], 0);
+    assert!(report["ops_per_sec"].as_f64().unwrap() > 0.0);
+    // A small cache: some reads go to the index, so round trips and READs are counted.
+    assert!(
+        report["round_trips_per_op"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    assert!(
+        report["verbs_per_op"]["read"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    let hits = &report["hit_ratio"];
+    let sum: f64 = ["value", "shortcut", "log", "miss"]
+        .iter()
+        .map(|k| hits[k].as_f64().unwrap())
+        .sum();
+    assert!((sum - 1.0).abs() < 1e-6, "hit ratios add up to one: {hits}");
+}
+
+#[test]
+fn bad_input_is_an_error_not_a_panic() {
     // Bad input is an error message, not a panic.
     for args in [
         &[

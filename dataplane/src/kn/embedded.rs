@@ -52,8 +52,9 @@ impl StoreHandle {
         }
     }
 
-    /// Runs one single-key command on the key's owner core and waits for its reply.
-    pub fn execute(&self, cmd: Command) -> Result<Reply, StoreError> {
+    /// Hands one single-key command to the key's owner core; its reply arrives on the returned
+    /// channel. Several may be outstanding at once (the caller bounds how many).
+    pub fn submit(&self, cmd: Command) -> Result<crossbeam_channel::Receiver<Reply>, StoreError> {
         if self.shared.stopping() {
             return Err(StoreError::Stopped);
         }
@@ -73,12 +74,29 @@ impl StoreHandle {
                 }
             }
         }
+        Ok(rx)
+    }
+
+    /// Waits for the reply of a submitted command.
+    pub fn wait(rx: &crossbeam_channel::Receiver<Reply>) -> Result<Reply, StoreError> {
         match rx.recv_timeout(REPLY_WAIT) {
             Ok(Reply::Error(e)) => Err(StoreError::Engine(e)),
             Ok(reply) => Ok(reply),
             Err(RecvTimeoutError::Timeout) => Err(StoreError::Timeout(REPLY_WAIT)),
             Err(RecvTimeoutError::Disconnected) => Err(StoreError::Stopped),
         }
+    }
+
+    /// Runs one single-key command on the key's owner core and waits for its reply.
+    pub fn execute(&self, cmd: Command) -> Result<Reply, StoreError> {
+        let rx = self.submit(cmd)?;
+        StoreHandle::wait(&rx)
+    }
+
+    /// The `INFO` text of the node (sections as for the RESP command).
+    pub fn info(&self, sections: &[&str]) -> String {
+        let sections: Vec<Vec<u8>> = sections.iter().map(|s| s.as_bytes().to_vec()).collect();
+        crate::kn::info::info_text(&self.shared, &sections, 0)
     }
 
     /// The key's value.

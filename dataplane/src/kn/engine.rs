@@ -265,6 +265,15 @@ struct KeyState {
     queue: VecDeque<ReqId>,
 }
 
+/// A merge-progress check in flight: the chain's cursor and the merge position of `target`.
+#[derive(Debug)]
+struct CursorPoll {
+    target: BlockId,
+    cursor: Option<u64>,
+    merged: Option<u64>,
+    outstanding: usize,
+}
+
 #[derive(Debug)]
 enum Refresh {
     Idle,
@@ -308,7 +317,9 @@ pub struct Engine {
     spare_rpc: bool,
     pool_full: bool,
     next_spare_retry: Instant,
-    cursor_poll: bool,
+    cursor_poll: Option<CursorPoll>,
+    /// Every committed entry not yet known to be merged, in chain order, with its key.
+    unmerged_log: VecDeque<(EntryLoc, Box<[u8]>)>,
     next_cursor_poll: Instant,
     table: Option<TableHeader>,
     next_table: Option<TableHeader>,
@@ -390,7 +401,8 @@ impl Engine {
             spare_rpc: false,
             pool_full: false,
             next_spare_retry: Instant::now(),
-            cursor_poll: false,
+            cursor_poll: None,
+            unmerged_log: VecDeque::new(),
             next_cursor_poll: Instant::now(),
             table: Some(table),
             next_table,
@@ -454,7 +466,7 @@ impl Engine {
                 a.min(since + self.cfg.batch_delay)
             }));
         }
-        if !self.sealed.is_empty() {
+        if !self.sealed.is_empty() || !self.unmerged_log.is_empty() {
             at = Some(at.map_or(self.next_cursor_poll, |a| a.min(self.next_cursor_poll)));
         }
         at
@@ -1126,6 +1138,7 @@ impl Engine {
             self.next_cursor_poll = Instant::now();
         }
         for e in &batch.entries {
+            self.unmerged_log.push_back((e.loc, e.key.clone()));
             self.unmerged.insert(
                 e.key.clone(),
                 Unmerged {
@@ -1239,38 +1252,79 @@ impl Engine {
     // Merge progress.
 
     fn maybe_poll_cursor(&mut self, now: Instant) {
-        if self.sealed.is_empty()
-            || self.cursor_poll
+        if (self.sealed.is_empty() && self.unmerged_log.is_empty())
+            || self.cursor_poll.is_some()
             || now < self.next_cursor_poll
             || self.failed.is_some()
         {
             return;
         }
-        let verb = Verb::Read {
-            remote: self.layout.chain_off(self.cfg.chain),
-            len: 8,
-        };
-        match self.qp.post(wr(WR_CURSOR, 0), verb) {
+        // The chain's cursor and the merge position in the oldest block this core still holds
+        // unmerged entries of (the cursor block, unless the merge has moved past it).
+        let target = self
+            .unmerged_log
+            .front()
+            .map_or(self.staging.head().0, |(loc, _)| loc.block);
+        let batch = vec![
+            (
+                wr(WR_CURSOR, 0),
+                Verb::Read {
+                    remote: self.layout.chain_off(self.cfg.chain),
+                    len: 8,
+                },
+            ),
+            (
+                wr(WR_CURSOR, 1),
+                Verb::Read {
+                    remote: self
+                        .layout
+                        .block_off(target)
+                        .add(dinomo_pmem::pool::HEADER_MERGED),
+                    len: 8,
+                },
+            ),
+        ];
+        match self.qp.post_batch(batch) {
             Ok(()) => {
-                self.cursor_poll = true;
+                self.cursor_poll = Some(CursorPoll {
+                    target,
+                    cursor: None,
+                    merged: None,
+                    outstanding: 2,
+                });
                 self.stats.merge_polls += 1;
             }
-            Err(e) => self.fail_engine(format!("posting a cursor READ: {e}")),
+            Err(e) => self.fail_engine(format!("posting merge-progress READs: {e}")),
         }
     }
 
-    fn on_cursor(&mut self, bytes: &[u8]) {
-        self.cursor_poll = false;
+    fn on_cursor(&mut self, which: u64, bytes: &[u8]) {
+        let Some(poll) = self.cursor_poll.as_mut() else {
+            return;
+        };
+        let word = <[u8; 8]>::try_from(bytes).map(u64::from_le_bytes).ok();
+        if which == 0 {
+            poll.cursor = word;
+        } else {
+            poll.merged = word;
+        }
+        poll.outstanding -= 1;
+        if poll.outstanding > 0 {
+            return;
+        }
+        let Some(poll) = self.cursor_poll.take() else {
+            return;
+        };
         self.next_cursor_poll = Instant::now() + MERGE_POLL_INTERVAL;
-        let Ok(word) = <[u8; 8]>::try_from(bytes) else {
+        let Some(cursor) = poll
+            .cursor
+            .and_then(|l| u32::try_from(l).ok())
+            .and_then(BlockId::from_link)
+        else {
             return;
         };
-        let link = u64::from_le_bytes(word);
-        let Some(cursor) = u32::try_from(link).ok().and_then(BlockId::from_link) else {
-            return;
-        };
-        let mut released = Vec::new();
         // Sealed blocks are in chain order: those before the cursor are merged and unlinked.
+        let mut released = Vec::new();
         if self.sealed.iter().any(|m| m.block == cursor) || self.staging.head().0 == cursor {
             while self.sealed.front().is_some_and(|m| m.block != cursor) {
                 if let Some(m) = self.sealed.pop_front() {
@@ -1278,10 +1332,26 @@ impl Engine {
                 }
             }
         }
-        if !released.is_empty() {
-            self.stats.sealed_released += released.len() as u64;
-            self.unmerged
-                .retain(|_, u| !released.contains(&u.loc.block));
+        self.stats.sealed_released += released.len() as u64;
+        // Entries are logged in chain order too: drop those the merge has folded into the index
+        // (in released blocks, or below the merge position of the cursor block).
+        let merged = if poll.target == cursor {
+            poll.merged.unwrap_or(0)
+        } else {
+            0
+        };
+        while let Some((loc, _)) = self.unmerged_log.front() {
+            let done = released.contains(&loc.block)
+                || (loc.block == cursor && loc.offset + loc.len <= merged);
+            if !done {
+                break;
+            }
+            let Some((loc, key)) = self.unmerged_log.pop_front() else {
+                break;
+            };
+            if self.unmerged.get(&key).is_some_and(|u| u.loc == loc) {
+                self.unmerged.remove(&key);
+            }
         }
     }
 
@@ -1326,9 +1396,9 @@ impl Engine {
             WR_COMMIT => self.on_commit_completion(c.result),
             WR_ALLOC => self.on_alloc(c.result),
             WR_CURSOR => match c.result {
-                Ok(CompletionData::Bytes(b)) => self.on_cursor(&b),
-                Ok(_) => self.cursor_poll = false,
-                Err(e) => self.fail_engine(format!("a cursor READ failed: {e}")),
+                Ok(CompletionData::Bytes(b)) => self.on_cursor(payload & 1, &b),
+                Ok(_) => self.on_cursor(payload & 1, &[]),
+                Err(e) => self.fail_engine(format!("a merge-progress READ failed: {e}")),
             },
             WR_ROOT => match c.result {
                 Ok(CompletionData::Bytes(b)) => self.on_root(&b),

@@ -179,6 +179,8 @@ impl Dispatch for Ctx<'_> {
         }
     }
     fn info(&mut self, sections: &[Vec<u8>]) -> String {
+        // This core's own counters are current; the others' are at most a snapshot interval old.
+        publish_core(self.shared, self.index, self.engine, None);
         info_text(self.shared, sections, self.index)
     }
     fn cluster(&mut self, subcommand: &[u8], w: &mut ReplyWriter<'_>) -> Option<()> {
@@ -300,7 +302,14 @@ impl Worker {
                 .engine
                 .next_wakeup()
                 .map(|t| t.saturating_duration_since(now));
-            (1, until.unwrap_or(IDLE_SLEEP).min(IDLE_SLEEP))
+            // An idle core still wakes to publish its counters (INFO reads them).
+            (
+                1,
+                until
+                    .unwrap_or(IDLE_SLEEP)
+                    .min(IDLE_SLEEP)
+                    .min(SNAPSHOT_INTERVAL),
+            )
         };
         let result = if want == 0 || timeout.is_zero() {
             self.ring.submit()
@@ -675,34 +684,34 @@ impl Worker {
     /// Publishes this core's counters for `INFO`.
     fn publish(&mut self) {
         self.last_snapshot = Instant::now();
-        let snapshot = CoreSnapshot {
-            stats: self.engine.stats().clone(),
-            cache: self.engine.cache().stats(),
-            connections: self.conns.len(),
-            unmerged_keys: self.engine.unmerged_keys(),
-            sealed_blocks: self.engine.sealed_blocks(),
-            in_flight: self.engine.in_flight(),
-            failure: self.engine.failure().map(str::to_owned),
-            port: self
-                .shared
-                .identity
-                .core_ports
-                .get(self.index)
-                .copied()
-                .unwrap_or(0),
-        };
-        let mut all = self
-            .shared
-            .snapshots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(slot) = all.get_mut(self.index) {
-            *slot = snapshot;
-        }
+        publish_core(
+            &self.shared,
+            self.index,
+            &self.engine,
+            Some(self.conns.len()),
+        );
     }
 }
 
 /// Replies to an embedded request whose core could not take it.
 pub fn busy_reply() -> Reply {
     Reply::Error(EngineError::Busy)
+}
+
+/// Publishes core `index`'s counters for `INFO` (`connections`: `None` keeps the last count).
+fn publish_core(shared: &Shared, index: usize, engine: &Engine, connections: Option<usize>) {
+    let mut all = shared.snapshots.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(slot) = all.get_mut(index) else {
+        return;
+    };
+    *slot = CoreSnapshot {
+        stats: engine.stats().clone(),
+        cache: engine.cache().stats(),
+        connections: connections.unwrap_or(slot.connections),
+        unmerged_keys: engine.unmerged_keys(),
+        sealed_blocks: engine.sealed_blocks(),
+        in_flight: engine.in_flight(),
+        failure: engine.failure().map(str::to_owned),
+        port: shared.identity.core_ports.get(index).copied().unwrap_or(0),
+    };
 }

@@ -1,6 +1,7 @@
 //! [`MemoryNode`]: the memory-node service. It opens (or creates) the pool, recovers it
 //! (pmem FORMAT.md §11), answers the KN RPCs of [`super::proto`] as an [`RpcHandler`], and runs
-//! background merge threads that fold sealed log blocks into the index.
+//! background merge threads that fold committed log entries into the index (sealed blocks, and
+//! head blocks as far as their writers have committed).
 //!
 //! Invariants:
 //! - Every RPC that changes the pool (attach, block allocation, merges, indirect cells, the
@@ -539,7 +540,7 @@ impl MemoryNode {
             return Err(MnError::Failed(reason));
         }
         let merger = &self.shared.merger;
-        let merged = match merger.merge_chains(merger.all_chains(), MergeScope::Sealed) {
+        let merged = match merger.merge_chains(merger.all_chains(), MergeScope::All) {
             Ok(merged) => merged,
             Err(e) => {
                 let reason = e.to_string();

@@ -740,13 +740,8 @@ fn background_merge_folds_every_committed_entry() {
     let stats = s.node.stats();
     assert!(stats.blocks_unlinked >= 2, "{stats:?}");
     assert!(s.node.counters().background_busy_passes >= 1);
-    for i in 0..blocks.len() {
-        assert_eq!(
-            s.value(&key(i)),
-            Some(value(i, 0)),
-            "key {i} in {}",
-            blocks[i]
-        );
+    for (i, b) in blocks.iter().enumerate() {
+        assert_eq!(s.value(&key(i)), Some(value(i, 0)), "key {i} in {b}");
     }
     s.node.shutdown().unwrap();
 }

@@ -14,8 +14,11 @@
 //! - every entry is checked in full (checksum) before it is believed; an entry that fails, or
 //!   whose key does not hash to this pair and tag, means the slot changed under the reader (the
 //!   entry was superseded and its block reclaimed): the probe answers `Retry`;
-//! - a key found in two slots (a transient state of concurrent inserts) resolves to the entry
-//!   with the greater `(epoch, seq)`.
+//! - a key found in two slots of the buckets read (a transient state of concurrent inserts)
+//!   resolves to the entry with the greater `(epoch, seq)`. Overflow chains are read only when the
+//!   key is not in its home pair: the index inserts into the home pair first, and a key written
+//!   by two chains at once (the only source of duplicates) is never read by its new owner before
+//!   the old owner's log is merged.
 
 use dinomo_pmem::constants::ENTRY_HEADER_LEN;
 use dinomo_pmem::entry::{EntryHeader, Op, decode_entry};
@@ -233,19 +236,24 @@ impl Probe {
     }
 
     fn next_bucket_or_candidates(&mut self) -> Step {
-        if let Some(next) = self.pending_buckets.pop() {
-            self.overflow_reads += 1;
-            if self.overflow_reads > PROBE_OVERFLOW_MAX {
-                return Step::Retry;
-            }
-            self.state = State::Buckets { count: 1 };
-            return self.read(next, BUCKET_LEN as u32);
-        }
+        // The candidates of the buckets read so far come first: a key found in its home pair
+        // costs no READ of the overflow chains.
         self.next_candidate_step()
     }
 
     fn next_candidate_step(&mut self) -> Step {
         let Some(&c) = self.candidates.get(self.next_candidate) else {
+            if self.best.is_none()
+                && let Some(next) = self.pending_buckets.pop()
+            {
+                // Not in the buckets read so far: follow the overflow chains.
+                self.overflow_reads += 1;
+                if self.overflow_reads > PROBE_OVERFLOW_MAX {
+                    return Step::Retry;
+                }
+                self.state = State::Buckets { count: 1 };
+                return self.read(next, BUCKET_LEN as u32);
+            }
             self.state = State::Done;
             return match self.best.take() {
                 Some(hit) if !self.best_is_delete => Step::Hit(hit),
@@ -257,10 +265,7 @@ impl Probe {
             self.state = State::Cell;
             self.read(c.target, CELL_READ_LEN)
         } else {
-            self.state = State::Entry {
-                target: c.target,
-                cell: None,
-            };
+            self.state = State::Entry { target: c.target, cell: None };
             let len = self.guess_len();
             self.read(c.target, len)
         }

@@ -265,7 +265,10 @@ impl Probe {
             self.state = State::Cell;
             self.read(c.target, CELL_READ_LEN)
         } else {
-            self.state = State::Entry { target: c.target, cell: None };
+            self.state = State::Entry {
+                target: c.target,
+                cell: None,
+            };
             let len = self.guess_len();
             self.read(c.target, len)
         }

@@ -199,10 +199,13 @@ fn orphans(pool: &Pool, free: &BTreeSet<BlockId>, in_use: &BTreeSet<BlockId>) ->
 /// owns (merge position, counters) survive every commit, including a block switch.
 #[test]
 fn commits_never_clobber_the_memory_nodes_header_fields() {
-    use dinomo_pmem::pool::{HEADER_INSTALLED, HEADER_MERGED, HEADER_MERGED_SEQ, HEADER_SUPERSEDED};
+    use dinomo_pmem::pool::{
+        HEADER_INSTALLED, HEADER_MERGED, HEADER_MERGED_SEQ, HEADER_SUPERSEDED,
+    };
     let (pool, alloc) = new_pool();
     let c = ChainId(2);
-    let mut w = LogWriter::attach(Arc::clone(&alloc), c, 1, WriterOptions::default()).expect("attach");
+    let mut w =
+        LogWriter::attach(Arc::clone(&alloc), c, 1, WriterOptions::default()).expect("attach");
     let sentinel = |field: u64| 0x5EED_0000 + field;
     let mut stamped = BTreeSet::new();
     for round in 0..40u32 {
@@ -210,18 +213,31 @@ fn commits_never_clobber_the_memory_nodes_header_fields() {
         for cb in walk_chain(&pool, c).expect("walk") {
             if stamped.insert(cb.block) {
                 for field in [HEADER_INSTALLED, HEADER_SUPERSEDED, HEADER_MERGED_SEQ] {
-                    pool.backend().store(pool.block_counter_off(cb.block, field).get(), sentinel(field));
+                    pool.backend().store(
+                        pool.block_counter_off(cb.block, field).get(),
+                        sentinel(field),
+                    );
                 }
             }
         }
-        w.put(&round.to_le_bytes(), &[round as u8; 700]).expect("put");
+        w.put(&round.to_le_bytes(), &[round as u8; 700])
+            .expect("put");
         w.commit().expect("commit");
     }
     assert!(stamped.len() >= 4, "the writer switched blocks");
     for b in stamped {
         for field in [HEADER_INSTALLED, HEADER_SUPERSEDED, HEADER_MERGED_SEQ] {
-            assert_eq!(pool.backend().load(pool.block_counter_off(b, field).get()), sentinel(field), "{b} field {field}");
+            assert_eq!(
+                pool.backend().load(pool.block_counter_off(b, field).get()),
+                sentinel(field),
+                "{b} field {field}"
+            );
         }
-        assert_eq!(pool.backend().load(pool.block_counter_off(b, HEADER_MERGED).get()), 0, "{b}: merged untouched");
+        assert_eq!(
+            pool.backend()
+                .load(pool.block_counter_off(b, HEADER_MERGED).get()),
+            0,
+            "{b}: merged untouched"
+        );
     }
 }

@@ -52,24 +52,40 @@ fn a_kn_serves_clients_from_a_remote_memory_node() {
     let dir = TempDir::new("kn-remote");
     let mn = memnode(&dir);
     let mut node = kn(&dir, &mn, "2");
-    let mut con = redis::Client::open(format!("redis://{}", node.addr())).expect("url").get_connection().expect("connect");
+    let mut con = redis::Client::open(format!("redis://{}", node.addr()))
+        .expect("url")
+        .get_connection()
+        .expect("connect");
     let mut pipe = redis::pipe();
     for i in 0..500 {
-        pipe.cmd("SET").arg(format!("k{i}")).arg(format!("value-{i}")).ignore();
+        pipe.cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(format!("value-{i}"))
+            .ignore();
     }
     pipe.query::<()>(&mut con).expect("sets");
     let v: Option<String> = redis::cmd("GET").arg("k123").query(&mut con).expect("get");
     assert_eq!(v.as_deref(), Some("value-123"));
-    let info: String = redis::cmd("INFO").arg("server").query(&mut con).expect("info");
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query(&mut con)
+        .expect("info");
     assert!(info.contains("fabric:tcp"), "{info}");
     drop(con);
     node.signal("TERM");
-    assert!(node.wait_exit().success(), "clean exit; stderr:\n{}", node.stderr());
+    assert!(
+        node.wait_exit().success(),
+        "clean exit; stderr:\n{}",
+        node.stderr()
+    );
 
     // A new KN (one core now) attaches to the same chains: the memory node merges what the old
     // one left, and every key is there.
     let node = kn(&dir, &mn, "1");
-    let mut con = redis::Client::open(format!("redis://{}", node.addr())).expect("url").get_connection().expect("connect");
+    let mut con = redis::Client::open(format!("redis://{}", node.addr()))
+        .expect("url")
+        .get_connection()
+        .expect("connect");
     let mut pipe = redis::pipe();
     for i in 0..500 {
         pipe.cmd("GET").arg(format!("k{i}"));
@@ -85,7 +101,16 @@ fn a_kn_without_a_reachable_memory_node_fails_cleanly() {
     let dir = TempDir::new("kn-unreachable");
     let token = dir.token_file();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dinomo"))
-        .args(["kn", "--memnode", "127.0.0.1:1", "--token-file", token.to_str().expect("utf-8"), "--port", "0", "--no-pin"])
+        .args([
+            "kn",
+            "--memnode",
+            "127.0.0.1:1",
+            "--token-file",
+            token.to_str().expect("utf-8"),
+            "--port",
+            "0",
+            "--no-pin",
+        ])
         .output()
         .expect("run dinomo");
     assert!(!out.status.success());

@@ -418,6 +418,24 @@ impl Index {
         (entry != 0).then_some((PoolOffset(entry), Some(target.get())))
     }
 
+    /// Scans the key's pair for an update; `Err` carries the attempt's answer when the pair is
+    /// frozen or has moved to the next table.
+    fn scan_for_update<T>(
+        &self,
+        table: Table,
+        key: &[u8],
+        h: u64,
+    ) -> Result<Result<Scan, Attempt<T>>> {
+        let scan = self.scan(table, key, h)?;
+        Ok(if scan.migrated {
+            Err(Attempt::Migrated)
+        } else if scan.frozen {
+            Err(Attempt::Frozen)
+        } else {
+            Ok(scan)
+        })
+    }
+
     /// Reads the key's pair (and chains) in `table`.
     fn scan(&self, table: Table, key: &[u8], h: u64) -> Result<Scan> {
         let tag = tag_of(h);
@@ -652,13 +670,10 @@ impl Index {
         superseded: &mut Vec<PoolOffset>,
         migrating: bool,
     ) -> Result<Attempt<Outcome>> {
-        let scan = self.scan(table, key, h)?;
-        if scan.migrated {
-            return Ok(Attempt::Migrated);
-        }
-        if scan.frozen {
-            return Ok(Attempt::Frozen);
-        }
+        let scan = match self.scan_for_update(table, key, h)? {
+            Ok(scan) => scan,
+            Err(moved) => return Ok(moved),
+        };
         let newest = scan.found.iter().copied().max_by_key(|f| f.version);
         if let Some(cur) = newest {
             if cur.entry == entry || version <= cur.version {
@@ -771,13 +786,10 @@ impl Index {
         superseded: &mut Vec<PoolOffset>,
         resize_target: bool,
     ) -> Result<Attempt<Outcome>> {
-        let scan = self.scan(table, key, h)?;
-        if scan.migrated {
-            return Ok(Attempt::Migrated);
-        }
-        if scan.frozen {
-            return Ok(Attempt::Frozen);
-        }
+        let scan = match self.scan_for_update(table, key, h)? {
+            Ok(scan) => scan,
+            Err(moved) => return Ok(moved),
+        };
         let Some(cur) = scan.found.iter().copied().max_by_key(|f| f.version) else {
             return Ok(Attempt::Done(Outcome::Skipped));
         };
@@ -1147,13 +1159,10 @@ impl Index {
     pub fn install_indirect(&self, key: &[u8]) -> Result<Option<PoolOffset>> {
         let h = self.hash(key);
         self.with_tables(h, |table, _| {
-            let scan = self.scan(table, key, h)?;
-            if scan.migrated {
-                return Ok(Attempt::Migrated);
-            }
-            if scan.frozen {
-                return Ok(Attempt::Frozen);
-            }
+            let scan = match self.scan_for_update(table, key, h)? {
+                Ok(scan) => scan,
+                Err(moved) => return Ok(moved),
+            };
             let Some(cur) = scan.found.iter().copied().max_by_key(|f| f.version) else {
                 return Ok(Attempt::Done(None));
             };
@@ -1185,13 +1194,10 @@ impl Index {
     pub fn remove_indirect(&self, key: &[u8]) -> Result<bool> {
         let h = self.hash(key);
         self.with_tables(h, |table, _| {
-            let scan = self.scan(table, key, h)?;
-            if scan.migrated {
-                return Ok(Attempt::Migrated);
-            }
-            if scan.frozen {
-                return Ok(Attempt::Frozen);
-            }
+            let scan = match self.scan_for_update(table, key, h)? {
+                Ok(scan) => scan,
+                Err(moved) => return Ok(moved),
+            };
             let Some(cur) = scan.found.iter().copied().find(|f| f.cell.is_some()) else {
                 return Ok(Attempt::Done(false));
             };

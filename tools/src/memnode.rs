@@ -12,7 +12,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
@@ -26,7 +26,6 @@ use dinomo_dataplane::mn::memnode::{
 };
 use dinomo_pmem::constants::BLOCK_SIZE_DEFAULT;
 use dinomo_pmem::{PoolConfig, PoolError};
-use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::size::parse_size;
 
@@ -124,15 +123,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         CreateMode::Open
     };
 
-    // The first SIGTERM or SIGINT asks for a graceful stop; a second one while the flag is set
-    // ends the process at once. The handlers only store to an atomic.
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [SIGTERM, SIGINT] {
-        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop))
-            .context("installing the signal handlers")?;
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .context("installing the signal handlers")?;
-    }
+    let stop = crate::serve::install_signals()?;
 
     let durability = match args.durability {
         DurabilityArg::Memory => Durability::Memory,

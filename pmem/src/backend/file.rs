@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
-use super::{Backend, check_range, check_word, words};
+use super::words::Words;
+use super::{Backend, check_range};
 use crate::constants::{LINE, PAGE};
 use crate::error::PoolError;
 
@@ -208,6 +209,13 @@ impl FileBackend {
             .clone()
     }
 
+    fn memory(&self) -> Words<'_> {
+        Words {
+            words: self.words(),
+            len: self.len,
+        }
+    }
+
     fn words(&self) -> &[AtomicU64] {
         // SAFETY: `base` is a live mapping of `len` bytes (a multiple of 8), page-aligned and so
         // word-aligned, unmapped only in `drop`, which needs `&mut self`, so it outlives this
@@ -352,33 +360,22 @@ impl Backend for FileBackend {
         self.len
     }
     fn read(&self, off: u64, dst: &mut [u8]) {
-        check_range(self.len, off, dst.len() as u64);
-        words::read(self.words(), off, dst);
+        self.memory().read(off, dst);
     }
     fn write(&self, off: u64, src: &[u8]) {
-        check_range(self.len, off, src.len() as u64);
-        words::write(self.words(), off, src);
+        self.memory().write(off, src);
     }
     fn load(&self, off: u64) -> u64 {
-        check_word(self.len, off);
-        self.words()[(off / 8) as usize].load(Ordering::Acquire)
+        self.memory().load(off)
     }
     fn store(&self, off: u64, value: u64) {
-        check_word(self.len, off);
-        self.words()[(off / 8) as usize].store(value, Ordering::Release);
+        self.memory().store(off, value);
     }
     fn compare_exchange(&self, off: u64, current: u64, new: u64) -> Result<u64, u64> {
-        check_word(self.len, off);
-        self.words()[(off / 8) as usize].compare_exchange(
-            current,
-            new,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        )
+        self.memory().compare_exchange(off, current, new)
     }
     fn fetch_add(&self, off: u64, add: u64) -> u64 {
-        check_word(self.len, off);
-        self.words()[(off / 8) as usize].fetch_add(add, Ordering::AcqRel)
+        self.memory().fetch_add(off, add)
     }
     fn flush(&self, off: u64, len: u64) {
         check_range(self.len, off, len);

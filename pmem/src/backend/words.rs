@@ -9,6 +9,43 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::{check_range, check_word};
+
+/// Pool memory seen as words: what the mapped and the anonymous backends share. Every access
+/// checks its range against `len` first (a caller's bug panics; nothing outside is touched).
+pub(crate) struct Words<'a> {
+    pub words: &'a [AtomicU64],
+    pub len: u64,
+}
+
+impl Words<'_> {
+    pub fn read(&self, off: u64, dst: &mut [u8]) {
+        check_range(self.len, off, dst.len() as u64);
+        read(self.words, off, dst);
+    }
+    pub fn write(&self, off: u64, src: &[u8]) {
+        check_range(self.len, off, src.len() as u64);
+        write(self.words, off, src);
+    }
+    fn word(&self, off: u64) -> &AtomicU64 {
+        check_word(self.len, off);
+        &self.words[(off / 8) as usize]
+    }
+    pub fn load(&self, off: u64) -> u64 {
+        self.word(off).load(Ordering::Acquire)
+    }
+    pub fn store(&self, off: u64, value: u64) {
+        self.word(off).store(value, Ordering::Release);
+    }
+    pub fn compare_exchange(&self, off: u64, current: u64, new: u64) -> Result<u64, u64> {
+        self.word(off)
+            .compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
+    }
+    pub fn fetch_add(&self, off: u64, add: u64) -> u64 {
+        self.word(off).fetch_add(add, Ordering::AcqRel)
+    }
+}
+
 /// Reads `dst.len()` bytes at byte offset `off` of `words`.
 pub(crate) fn read(words: &[AtomicU64], off: u64, dst: &mut [u8]) {
     let head = (((8 - off % 8) % 8) as usize).min(dst.len());

@@ -265,3 +265,84 @@ fn values_up_to_a_mebibyte() {
         Reply::Error(_)
     ));
 }
+
+#[test]
+fn a_shortcut_into_a_reclaimed_block_falls_back_to_the_index() {
+    use dinomo_dataplane::cache::Lookup;
+    let mn = memnode(4 << 20, 16 << 10);
+    // Core A caches only shortcuts; it writes the key and fillers that seal its block.
+    let mut a = engine(&mn, engine_config(10, Policy::ShortcutOnly, 1 << 20));
+    let mut cmds = vec![set(b"k", b"old")];
+    cmds.extend((0..100u32).map(|i| set(format!("a{i}").as_bytes(), &value(i, 1, 200))));
+    run(&mut a, cmds);
+    let Lookup::Shortcut(sc) = a.cache().peek(b"k") else {
+        panic!("A caches a shortcut for k")
+    };
+    let layout = *mn.node.pool().layout();
+    let (block, offset) = layout
+        .locate(dinomo_pmem::PoolOffset(sc.entry_offset))
+        .expect("an entry offset");
+    let generation = mn
+        .node
+        .pool()
+        .block_state(block)
+        .expect("state")
+        .generation();
+    mn.node
+        .merger()
+        .merge_chain(ChainId(10), MergeScope::All)
+        .expect("merge");
+    // Core B, after an ownership change (a newer epoch), overwrites everything A wrote, then keeps
+    // rewriting its own keys: A's blocks die, are freed, and are reused and overwritten. (A would
+    // have dropped its cache when it lost the keys; here it keeps the shortcut on purpose.)
+    let mut b = engine(&mn, with_epoch(engine_config(11, Policy::None, 0), 2));
+    let mut cmds = vec![set(b"k", b"new")];
+    cmds.extend((0..100u32).map(|i| set(format!("a{i}").as_bytes(), &value(i, 2, 200))));
+    run(&mut b, cmds);
+    let mut round = 0u32;
+    loop {
+        mn.node
+            .merger()
+            .merge_chain(ChainId(11), MergeScope::All)
+            .expect("merge");
+        let pool = mn.node.pool();
+        let reused = pool.block_state(block).expect("state").generation() != generation
+            && u64::from(pool.block_tail(block).expect("tail").used)
+                >= offset + u64::from(sc.entry_len);
+        if reused {
+            break;
+        }
+        round += 1;
+        assert!(
+            round < 2000,
+            "A's block was never reused: {:?}",
+            mn.node.stats()
+        );
+        run(
+            &mut b,
+            (0..50u32)
+                .map(|i| set(format!("b{i}").as_bytes(), &value(i, round, 300)))
+                .collect(),
+        );
+    }
+    // A still holds its shortcut for "k"; the entry it names is gone, which A detects.
+    let before = a.stats().shortcut_stale;
+    assert_eq!(
+        run(&mut a, vec![get(b"k")]),
+        vec![Reply::Value(Some(b"new".to_vec()))]
+    );
+    assert_eq!(
+        a.stats().shortcut_stale,
+        before + 1,
+        "the stale shortcut was detected"
+    );
+}
+
+/// Engine settings with another epoch.
+fn with_epoch(
+    mut cfg: dinomo_dataplane::kn::EngineConfig,
+    epoch: u32,
+) -> dinomo_dataplane::kn::EngineConfig {
+    cfg.epoch = epoch;
+    cfg
+}

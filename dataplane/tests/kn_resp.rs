@@ -301,3 +301,37 @@ fn embedded_api_from_many_threads() {
     }
     node.stop().expect("stop");
 }
+
+#[test]
+fn connections_beyond_the_limit_are_refused() {
+    let mn = memnode(32 << 20, 256 << 10);
+    let mut options = kn_options(1);
+    options.connections_max = 2;
+    let node = kn(&mn, options);
+    let addr = node.base_addr().expect("base");
+    let mut first = client(addr, "");
+    let mut second = client(addr, "");
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query(&mut first)
+        .expect("first works");
+    let _: String = redis::cmd("PING").query(&mut second).expect("second works");
+    let mut third = TcpStream::connect(addr).expect("the kernel accepts");
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let _ = third.write_all(b"PING\r\n");
+    let mut buf = [0u8; 16];
+    assert!(
+        matches!(third.read(&mut buf), Ok(0) | Err(_)),
+        "the third connection is closed unanswered"
+    );
+    let v: Option<String> = redis::cmd("GET")
+        .arg("k")
+        .query(&mut first)
+        .expect("the others keep working");
+    assert_eq!(v.as_deref(), Some("v"));
+    drop(second);
+    node.stop().expect("stop");
+}

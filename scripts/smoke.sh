@@ -3,7 +3,8 @@
 # dinomo-bench runs against it and against the embedded target with sane reports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --locked -p dinomo-tools -p dinomo-perf --bins
+# The same build as `cargo test --workspace` (same features): nothing is compiled twice.
+cargo test --workspace --locked --no-run >/dev/null 2>&1 || cargo test --workspace --locked --no-run
 bin=target/debug/dinomo
 bench=target/debug/dinomo-bench
 work=$(mktemp -d)

@@ -22,6 +22,6 @@ mod sync;
 pub use error::{IndexError, Result};
 pub use hash::{KeyHasher, key_hash};
 pub use index::{Index, IndexConfig, Outcome, Table};
-pub use merge::{MergeReport, MergeScope, Merger};
+pub use merge::{FULL_SWEEP_EVERY_PASSES, MergeReport, MergeScope, Merger};
 pub use probe::{Hit, Probe, Step};
 pub use recovery::{Recovered, recover};

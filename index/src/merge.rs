@@ -73,6 +73,12 @@ pub struct MergeCounters {
     pub blocks_freed: u64,
 }
 
+/// A background pass looks at every chain of the pool once in this many passes; the others visit
+/// only the chains that had a cursor at that sweep or were noted since ([`Merger::note_active`]).
+/// A pool has [`dinomo_pmem::constants::CHAIN_COUNT_DEFAULT`] chains and a node writes a few of
+/// them, so sweeping all of them on every pass would spend the merge thread on cursor loads.
+pub const FULL_SWEEP_EVERY_PASSES: u64 = 64;
+
 /// Folds log chains into the index.
 #[derive(Debug)]
 pub struct Merger {
@@ -80,6 +86,10 @@ pub struct Merger {
     alloc: Arc<BlockAllocator>,
     chain_locks: Vec<Mutex<()>>,
     counters: Counters,
+    /// The chains a background pass visits between full sweeps, sorted.
+    active: Mutex<Vec<ChainId>>,
+    /// Background passes started, which decides when the next full sweep is due.
+    passes: AtomicU64,
 }
 
 impl Merger {
@@ -90,6 +100,8 @@ impl Merger {
             alloc,
             chain_locks: (0..chains).map(|_| Mutex::new(())).collect(),
             counters: Counters::default(),
+            active: Mutex::new(Vec::new()),
+            passes: AtomicU64::new(0),
         }
     }
 
@@ -159,13 +171,50 @@ impl Merger {
         tail.sealed() || u64::from(tail.used) > merged
     }
 
+    /// Records that chain `c` has a writer, so background passes visit it before the next full
+    /// sweep would find it. Unknown chains are ignored.
+    pub fn note_active(&self, c: ChainId) {
+        if c.0 >= self.index.pool().layout().chain_count {
+            return;
+        }
+        let mut active = lock(&self.active);
+        if let Err(at) = active.binary_search(&c) {
+            active.insert(at, c);
+        }
+    }
+
     /// One background pass: merges, through its persisted tail, every chain that has committed
     /// entries waiting and is not being merged. The head block is merged too, as far as its
     /// writer has committed, so that the index (and every other core) catches up within one
-    /// pass and a writer can drop its local copies early. Returns what it did.
+    /// pass and a writer can drop its local copies early. Every
+    /// [`FULL_SWEEP_EVERY_PASSES`]-th pass looks at every chain and remembers those with a
+    /// cursor; the passes between visit only those and the ones noted with
+    /// [`Merger::note_active`]. Returns what it did.
     pub fn background_pass(&self) -> Result<MergeReport> {
+        let pass = self.passes.fetch_add(1, Ordering::Relaxed);
+        let chains: Vec<ChainId> = if pass.is_multiple_of(FULL_SWEEP_EVERY_PASSES) {
+            let pool = self.index.pool();
+            let found: Vec<ChainId> = self
+                .all_chains()
+                .filter(|&c| !matches!(pool.chain_cursor(c), Ok(None)))
+                .collect();
+            let mut active = lock(&self.active);
+            // Chains noted during the sweep stay; chains without a cursor drop out.
+            let mut merged: Vec<ChainId> = found.clone();
+            for &c in active.iter() {
+                if !matches!(pool.chain_cursor(c), Ok(None)) && found.binary_search(&c).is_err()
+                {
+                    merged.push(c);
+                }
+            }
+            merged.sort_unstable();
+            *active = merged.clone();
+            merged
+        } else {
+            lock(&self.active).clone()
+        };
         let mut total = MergeReport::default();
-        for c in self.all_chains() {
+        for c in chains {
             if self.has_work(c)
                 && let Some(r) = self.try_merge_chain(c, MergeScope::All)?
             {

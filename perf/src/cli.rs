@@ -85,9 +85,9 @@ pub enum CliCommand {
 /// One run.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// What to run against: `resp://HOST:PORT` (dinomo or Redis) or `embedded` (the dataplane in
-    /// this process; not built yet). May be omitted with --server-cmd, which starts a server on a
-    /// free loopback port.
+    /// What to run against: `resp://HOST:PORT` (dinomo or Redis) or `embedded` (a dinomo node in
+    /// this process, with its memory node on the `local` fabric: no network, the design alone).
+    /// May be omitted with --server-cmd, which starts a server on a free loopback port.
     #[arg(long, value_name = "TARGET", value_parser = TargetSpec::from_str)]
     pub target: Option<TargetSpec>,
     /// YCSB core workload: A (50% read, 50% update), B (95% read, 5% update), C (read only), D
@@ -256,8 +256,8 @@ pub enum SweepCommand {
 /// What every sweep takes.
 #[derive(Debug, Clone, Args)]
 pub struct SweepCommon {
-    /// `embedded` (not built yet) to sweep the in-process dataplane; without it, --server-cmd
-    /// starts a server per point.
+    /// `embedded` to sweep the in-process dataplane (a fresh node per point); without it,
+    /// --server-cmd starts a server per point.
     #[arg(long, value_name = "TARGET", value_parser = TargetSpec::from_str)]
     pub target: Option<TargetSpec>,
     /// YCSB workloads to run at every point.

@@ -341,8 +341,8 @@ pub trait Launcher {
     fn launch(&self, settings: &ServerSettings) -> Result<Launched, crate::BenchError>;
 }
 
-/// The hook the embedded target fills: it will start an in-process KN configured with `settings`
-/// and return it as a [`Target`]. Until the dataplane offers one, it reports that it is not built.
+/// Starts an in-process KN (and its memory node on the `local` fabric) configured with `settings`
+/// and returns it as a [`Target`].
 pub fn launch_embedded(settings: &ServerSettings) -> Result<Launched, TargetError> {
     Ok(Box::new(crate::embedded::start(settings)?))
 }

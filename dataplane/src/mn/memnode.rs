@@ -714,6 +714,8 @@ impl MemoryNode {
         self.pool
             .set_chain_session(c, session)
             .map_err(IndexError::from)?;
+        // The chain has a cursor now: background passes visit it from the next one on.
+        self.shared.merger.note_active(c);
         self.shared
             .counters
             .attaches

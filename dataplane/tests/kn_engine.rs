@@ -292,6 +292,20 @@ fn a_shortcut_into_a_reclaimed_block_falls_back_to_the_index() {
         .merger()
         .merge_chain(ChainId(10), MergeScope::All)
         .expect("merge");
+    // A learns from its periodic merge-progress poll that "k" is in the index, so its own log no
+    // longer answers for it (otherwise the read below would be served from A's log mirror).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut out = Vec::new();
+    while a.unmerged_keys() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "A never saw its chain merged: {:?}",
+            a.stats()
+        );
+        a.poll(&mut out);
+        std::thread::yield_now();
+    }
+    assert!(out.is_empty(), "no request was in flight on A");
     // Core B, after an ownership change (a newer epoch), overwrites everything A wrote, then keeps
     // rewriting its own keys: A's blocks die, are freed, and are reused and overwritten. (A would
     // have dropped its cache when it lost the keys; here it keeps the shortcut on purpose.)

@@ -441,7 +441,7 @@ impl Engine {
     pub fn in_flight(&self) -> usize {
         self.live
     }
-    /// Bytes of committed entries held locally until the MN merges them.
+    /// Keys whose newest entry is committed in this core's log but not yet merged into the index.
     pub fn unmerged_keys(&self) -> usize {
         self.unmerged.len()
     }

@@ -46,6 +46,7 @@ fn writes_then_reads_through_every_path() {
         .merger()
         .merge_chain(ChainId(0), MergeScope::All)
         .expect("merge");
+    await_merged(&mut e);
     let replies = run(
         &mut e,
         (0..n).map(|i| get(format!("k{i}").as_bytes())).collect(),
@@ -197,10 +198,7 @@ fn each_cache_policy_serves_correct_values_and_counts_its_hits() {
             .merge_chain(ChainId(4), MergeScope::All)
             .expect("merge");
         // Let the engine see the merge (it drops its local copies once the cursor moves).
-        for _ in 0..3 {
-            std::thread::sleep(std::time::Duration::from_millis(2));
-            run(&mut e, vec![get(b"k0")]);
-        }
+        await_merged(&mut e);
         let before = e.stats().clone();
         let replies = run(
             &mut e,
@@ -294,18 +292,7 @@ fn a_shortcut_into_a_reclaimed_block_falls_back_to_the_index() {
         .expect("merge");
     // A learns from its periodic merge-progress poll that "k" is in the index, so its own log no
     // longer answers for it (otherwise the read below would be served from A's log mirror).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let mut out = Vec::new();
-    while a.unmerged_keys() > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "A never saw its chain merged: {:?}",
-            a.stats()
-        );
-        a.poll(&mut out);
-        std::thread::yield_now();
-    }
-    assert!(out.is_empty(), "no request was in flight on A");
+    await_merged(&mut a);
     // Core B, after an ownership change (a newer epoch), overwrites everything A wrote, then keeps
     // rewriting its own keys: A's blocks die, are freed, and are reused and overwritten. (A would
     // have dropped its cache when it lost the keys; here it keeps the shortcut on purpose.)

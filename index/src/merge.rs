@@ -202,8 +202,7 @@ impl Merger {
             // Chains noted during the sweep stay; chains without a cursor drop out.
             let mut merged: Vec<ChainId> = found.clone();
             for &c in active.iter() {
-                if !matches!(pool.chain_cursor(c), Ok(None)) && found.binary_search(&c).is_err()
-                {
+                if !matches!(pool.chain_cursor(c), Ok(None)) && found.binary_search(&c).is_err() {
                     merged.push(c);
                 }
             }

@@ -57,6 +57,9 @@ fn passes_between_sweeps_visit_known_and_noted_chains_only() {
             break;
         }
     }
-    assert!(merged_late, "a full sweep within {FULL_SWEEP_EVERY_PASSES} passes");
+    assert!(
+        merged_late,
+        "a full sweep within {FULL_SWEEP_EVERY_PASSES} passes"
+    );
     assert!(node.index.get(b"late").expect("get").is_some());
 }

@@ -82,6 +82,24 @@ pub fn run(engine: &mut Engine, cmds: Vec<Command>) -> Vec<Reply> {
     replies.into_iter().map(|r| r.expect("answered")).collect()
 }
 
+/// Polls an idle engine until its merge-progress poll has seen every entry it logged merged
+/// into the index (as a live worker does between requests), so that reads no longer come from
+/// its own log.
+pub fn await_merged(engine: &mut Engine) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut out = Vec::new();
+    while engine.unmerged_keys() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the engine never saw its chain merged: {:?}",
+            engine.stats()
+        );
+        engine.poll(&mut out);
+        std::thread::yield_now();
+    }
+    assert!(out.is_empty(), "no request was in flight");
+}
+
 pub fn set(key: &[u8], value: &[u8]) -> Command {
     Command::Set {
         key: key.to_vec(),

@@ -66,6 +66,11 @@ use std::sync::Arc;
 
 use slab::{List, NIL, Node, Slab};
 
+/// The hash map a core keeps per key (cache index, in-flight and unmerged keys): foldhash, seeded
+/// at random per map, so that client-chosen keys cannot aim at one bucket, and several times
+/// cheaper than SipHash on short keys.
+pub type KeyMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Bytes charged for a shortcut's payload: the pool offset and length of the log entry, padded as
 /// they are stored.
 pub const SHORTCUT_BYTES: usize = 16;
@@ -202,7 +207,7 @@ pub struct Cache {
     used_bytes: usize,
     miss_cost: f64,
     /// Finds a key's entry. Keys are shared with the entries, so their bytes are stored once.
-    map: HashMap<Arc<[u8]>, u32>,
+    map: KeyMap<Arc<[u8]>, u32>,
     slab: Slab,
     /// Values, most recently used first.
     values: List,
@@ -229,7 +234,7 @@ impl Cache {
             budget_bytes,
             used_bytes: 0,
             miss_cost: MISS_COST_ROUND_TRIPS_DEFAULT,
-            map: HashMap::new(),
+            map: KeyMap::default(),
             slab: Slab::new(),
             values: List::new(),
             shortcut_recency: List::new(),

@@ -25,7 +25,8 @@
 //! lost, and never one that arrived after it; a read-then-write command (SET NX/XX/GET, DEL) also
 //! holds the key until its own write is staged.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dinomo_index::key_hash;
@@ -36,7 +37,7 @@ use dinomo_pmem::index_format::{TABLE_HEADER_LEN, TableHeader};
 use dinomo_pmem::staging::{EntryLoc, Mirror};
 use dinomo_pmem::{AppendError, BlockId, ChainId, Layout, Op, PoolOffset, Staging, Version};
 
-use crate::cache::{Cache, Lookup, Policy, Shortcut};
+use crate::cache::{Cache, KeyMap, Lookup, Policy, Shortcut};
 use crate::fabric::{
     Completion, CompletionData, QP_IN_FLIGHT_MAX, QueuePair, Verb, VerbError, VerbKind, WrId,
     wait_for,
@@ -234,7 +235,7 @@ struct Req {
 
 #[derive(Debug)]
 struct BatchEntry {
-    key: Box<[u8]>,
+    key: Arc<[u8]>,
     loc: EntryLoc,
     op: Op,
 }
@@ -297,9 +298,9 @@ pub struct Engine {
     next_seq: u64,
     /// Sealed, committed blocks not yet unlinked by the merge, oldest first.
     sealed: VecDeque<Mirror>,
-    unmerged: HashMap<Box<[u8]>, Unmerged>,
-    keys: HashMap<Box<[u8]>, KeyState>,
-    remote_reads: HashMap<Box<[u8]>, Vec<ReqId>>,
+    unmerged: KeyMap<Arc<[u8]>, Unmerged>,
+    keys: KeyMap<Box<[u8]>, KeyState>,
+    remote_reads: KeyMap<Box<[u8]>, Vec<ReqId>>,
     reqs: Vec<Option<Req>>,
     free: Vec<ReqId>,
     generation: u32,
@@ -310,6 +311,10 @@ pub struct Engine {
     open_batch: u64,
     open_writers: Vec<ReqId>,
     open_entries: Vec<BatchEntry>,
+    /// The buffers of the last committed batch, cleared, for the next batch but one.
+    spare_writers: Vec<ReqId>,
+    spare_entries: Vec<BatchEntry>,
+    key_scratch: Vec<u8>,
     open_since: Option<Instant>,
     flush_requested: bool,
     inflight: Option<Inflight>,
@@ -319,7 +324,7 @@ pub struct Engine {
     next_spare_retry: Instant,
     cursor_poll: Option<CursorPoll>,
     /// Every committed entry not yet known to be merged, in chain order, with its key.
-    unmerged_log: VecDeque<(EntryLoc, Box<[u8]>)>,
+    unmerged_log: VecDeque<(EntryLoc, Arc<[u8]>)>,
     next_cursor_poll: Instant,
     table: Option<TableHeader>,
     next_table: Option<TableHeader>,
@@ -382,9 +387,9 @@ impl Engine {
             staging,
             next_seq,
             sealed: VecDeque::new(),
-            unmerged: HashMap::new(),
-            keys: HashMap::new(),
-            remote_reads: HashMap::new(),
+            unmerged: KeyMap::default(),
+            keys: KeyMap::default(),
+            remote_reads: KeyMap::default(),
             reqs: Vec::new(),
             free: Vec::new(),
             generation: 0,
@@ -394,6 +399,9 @@ impl Engine {
             open_batch: 1,
             open_writers: Vec::new(),
             open_entries: Vec::new(),
+            spare_writers: Vec::new(),
+            spare_entries: Vec::new(),
+            key_scratch: Vec::new(),
             open_since: None,
             flush_requested: false,
             inflight: None,
@@ -603,14 +611,23 @@ impl Engine {
     }
 
     fn begin(&mut self, id: ReqId) {
-        let key: Box<[u8]> = self.req(id).cmd.key().into();
-        self.keys
-            .entry(key.clone())
-            .or_default()
-            .queue
-            .push_back(id);
+        let key = self.reqs[id].as_ref().expect("a live request").cmd.key();
+        match self.keys.get_mut(key) {
+            Some(st) => st.queue.push_back(id),
+            None => {
+                let mut st = KeyState::default();
+                st.queue.push_back(id);
+                self.keys.insert(key.into(), st);
+            }
+        }
+        // `advance` may finish the request; it works on a copy of the key (a reused buffer:
+        // `begin` is never re-entered).
+        let mut scratch = std::mem::take(&mut self.key_scratch);
+        scratch.clear();
+        scratch.extend_from_slice(key);
         self.req(id).state = State::Queued;
-        self.advance(&key);
+        self.advance(&scratch);
+        self.key_scratch = scratch;
     }
 
     /// Starts the requests at the front of the key's queue that may go now (see the module's
@@ -658,19 +675,24 @@ impl Engine {
     // Reads.
 
     fn start_read(&mut self, id: ReqId) {
-        let key: Box<[u8]> = self.req(id).cmd.key().into();
-        let is_write = self.req(id).cmd.is_write();
-        if let Lookup::Value { .. } = self.cache.peek(&key)
-            && let Lookup::Value { value, .. } = self.cache.get(&key)
+        let req = self.reqs[id].as_ref().expect("a live request");
+        let is_write = req.cmd.is_write();
+        let key = req.cmd.key();
+        let cached = if let Lookup::Value { .. } = self.cache.peek(key)
+            && let Lookup::Value { value, .. } = self.cache.get(key)
         {
-            let value = value.to_vec();
+            Some(value.to_vec())
+        } else {
+            None
+        };
+        if let Some(value) = cached {
             if !is_write {
                 self.req(id).outcome = Outcome::Value;
             }
             self.read_done(id, Some(value));
             return;
         }
-        if let Some(u) = self.unmerged.get(&key).copied() {
+        if let Some(u) = self.unmerged.get(key).copied() {
             let value = match u.op {
                 Op::Delete => None,
                 Op::Put => match self.mirror_value(u.loc) {
@@ -696,6 +718,7 @@ impl Engine {
             self.qp_waiters.push_back(id);
             return;
         }
+        let key: Box<[u8]> = self.req(id).cmd.key().into();
         match self.cache.get(&key) {
             Lookup::Shortcut(sc) => {
                 if !is_write {
@@ -787,7 +810,7 @@ impl Engine {
         let value = hit.as_ref().map(|h| h.value().to_vec());
         if let Some(hit) = &hit
             && !dirty
-            && !self.unmerged.contains_key(&key)
+            && !self.unmerged.contains_key(&*key)
         {
             let sc = Shortcut {
                 entry_offset: hit.entry.get(),
@@ -993,20 +1016,21 @@ impl Engine {
                 self.stats.backpressure_waits += 1;
                 return;
             }
-            let (op, key, value) = match &self.req(id).cmd {
-                Command::Set { key, value, .. } => (Op::Put, key.clone(), value.clone()),
-                Command::Del { key } => (Op::Delete, key.clone(), Vec::new()),
-                _ => unreachable_command(),
-            };
             let version = Version {
                 epoch: self.cfg.epoch,
                 seq: self.next_seq,
             };
-            match self.staging.append(op, &key, &value, version) {
+            let (op, key, value): (Op, &[u8], &[u8]) =
+                match &self.reqs[id].as_ref().expect("a live request").cmd {
+                    Command::Set { key, value, .. } => (Op::Put, key, value),
+                    Command::Del { key } => (Op::Delete, key, &[]),
+                    _ => unreachable_command(),
+                };
+            match self.staging.append(op, key, value, version) {
                 Ok(loc) => {
+                    let key: Arc<[u8]> = key.into();
                     self.pending_writes.pop_front();
                     self.next_seq += 1;
-                    let key: Box<[u8]> = key.into();
                     self.open_entries.push(BatchEntry {
                         key: key.clone(),
                         loc,
@@ -1021,7 +1045,7 @@ impl Engine {
                         // commands of the key may go (reads still wait for its commit).
                         req.locked = false;
                         req.counted = true;
-                        if let Some(st) = self.keys.get_mut(&key) {
+                        if let Some(st) = self.keys.get_mut(&*key) {
                             st.locked = false;
                             st.writes += 1;
                         }
@@ -1094,13 +1118,19 @@ impl Engine {
         self.stats.verbs[Outcome::Write as usize][VerbKind::Write as usize] += verbs as u64;
         self.stats.bytes[Outcome::Write as usize][VerbKind::Write as usize] +=
             bytes + 8 * plan.tails.len() as u64;
-        let writers = std::mem::take(&mut self.open_writers);
+        let writers = std::mem::replace(
+            &mut self.open_writers,
+            std::mem::take(&mut self.spare_writers),
+        );
         for &id in &writers {
             self.req(id).state = State::WaitBatch;
         }
         self.inflight = Some(Inflight {
             writers,
-            entries: std::mem::take(&mut self.open_entries),
+            entries: std::mem::replace(
+                &mut self.open_entries,
+                std::mem::take(&mut self.spare_entries),
+            ),
             outstanding: verbs,
             failure: None,
         });
@@ -1137,8 +1167,40 @@ impl Engine {
             self.stats.block_switches += 1;
             self.next_cursor_poll = Instant::now();
         }
-        for e in &batch.entries {
-            self.unmerged_log.push_back((e.loc, e.key.clone()));
+        let Inflight {
+            writers,
+            mut entries,
+            ..
+        } = batch;
+        for e in entries.drain(..) {
+            match e.op {
+                Op::Put => {
+                    let shortcut = Shortcut {
+                        entry_offset: e.loc.pool_offset(&self.layout).get(),
+                        entry_len: e.loc.len as u32,
+                    };
+                    let mirror = self
+                        .staging
+                        .mirror(e.loc.block)
+                        .or_else(|| self.sealed.iter().find(|m| m.block == e.loc.block));
+                    if let Some(entry) = mirror
+                        .and_then(|m| m.get(e.loc.offset, e.loc.len))
+                        .and_then(|bytes| decode_entry(bytes).ok())
+                    {
+                        self.cache.insert(&e.key, entry.value, shortcut);
+                    }
+                }
+                Op::Delete => {
+                    self.cache.remove(&e.key);
+                }
+            }
+            if let Some(readers) = self.remote_reads.get(&*e.key) {
+                for &r in readers {
+                    if let Some(req) = self.reqs[r].as_mut() {
+                        req.dirty = true;
+                    }
+                }
+            }
             self.unmerged.insert(
                 e.key.clone(),
                 Unmerged {
@@ -1146,29 +1208,13 @@ impl Engine {
                     op: e.op,
                 },
             );
-            match e.op {
-                Op::Put => {
-                    let shortcut = Shortcut {
-                        entry_offset: e.loc.pool_offset(&self.layout).get(),
-                        entry_len: e.loc.len as u32,
-                    };
-                    if let Some(value) = self.mirror_value(e.loc) {
-                        self.cache.insert(&e.key, &value, shortcut);
-                    }
-                }
-                Op::Delete => {
-                    self.cache.remove(&e.key);
-                }
-            }
-            if let Some(readers) = self.remote_reads.get(&e.key) {
-                for &r in readers.clone().iter() {
-                    if let Some(req) = self.reqs[r].as_mut() {
-                        req.dirty = true;
-                    }
-                }
-            }
+            self.unmerged_log.push_back((e.loc, e.key));
         }
-        for id in batch.writers {
+        if self.spare_entries.capacity() < entries.capacity() {
+            self.spare_entries = entries;
+        }
+        let mut writers = writers;
+        for id in writers.drain(..) {
             let reply = match &self.req(id).cmd {
                 Command::Set { get: true, .. } => Reply::Value(self.req(id).found.take().flatten()),
                 Command::Set { .. } => Reply::Ok,
@@ -1177,6 +1223,9 @@ impl Engine {
             };
             // Finishing a writer lets the reads waiting for it go (they see the cache now).
             self.finish(id, reply);
+        }
+        if self.spare_writers.capacity() < writers.capacity() {
+            self.spare_writers = writers;
         }
     }
 

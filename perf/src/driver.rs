@@ -622,7 +622,7 @@ fn run_phase(
             .into_iter()
             .map(|mut source| {
                 let (barrier, abort, answered) = (&barrier, &abort, &answered);
-                scope.spawn(move || -> Result<(Tally, Instant), DriverError> {
+                scope.spawn(move || -> Result<(Tally, Instant, Instant), DriverError> {
                     // Every thread reaches the barrier, connected or not, so that a failed connect
                     // cannot leave the others waiting.
                     let prepared = Tally::new().and_then(|tally| {
@@ -645,13 +645,14 @@ fn run_phase(
                     }
                     barrier.wait();
                     let mut worker = prepared?;
-                    source.start(Instant::now());
+                    let began = Instant::now();
+                    source.start(began);
                     let result = worker.drive(&mut source, load, abort, answered);
                     let finished = Instant::now();
                     if result.is_err() {
                         abort.store(true, Ordering::Relaxed);
                     }
-                    result.map(|()| (worker.tally, finished))
+                    result.map(|()| (worker.tally, began, finished))
                 })
             })
             .collect();
@@ -675,12 +676,18 @@ fn run_phase(
     });
 
     let mut total = Tally::new()?;
-    let mut last = started;
+    // The phase runs from the first connection's start to the last one's end, as the connection
+    // threads saw them: this thread may be scheduled out past the barrier while they run.
+    let mut span: Option<(Instant, Instant)> = None;
     for outcome in outcomes {
-        let (tally, finished) = outcome?;
+        let (tally, began, finished) = outcome?;
         total.merge(&tally);
-        last = last.max(finished);
+        span = Some(match span {
+            Some((first, last)) => (first.min(began), last.max(finished)),
+            None => (began, finished),
+        });
     }
+    let (started, last) = span.unwrap_or((started, started));
     Ok(PhaseResult {
         elapsed: last.saturating_duration_since(started),
         ops: total.ops,

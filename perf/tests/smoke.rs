@@ -361,14 +361,23 @@ fn cache_sweep_with_a_fresh_server_per_point() {
     // none once, then dac at two budgets.
     assert_eq!(points.len(), 3);
     assert_eq!(points[0]["cache_policy"], "none");
-    assert_eq!(points[0]["throughput_ratio"], 1.0);
+    assert_eq!(
+        points[0]["throughput_ratio"],
+        1.0,
+        "{}",
+        serde_json::to_string_pretty(&points[0]["report"]).unwrap_or_default()
+    );
     assert_eq!(points[2]["budget_percent"], 100.0);
     let dataset = report["dataset_bytes"].as_u64().unwrap();
     assert_eq!(points[2]["cache_bytes"].as_u64().unwrap(), dataset);
     for point in points {
         assert_eq!(point["report"]["ops"], 600);
         assert!(point["round_trips_per_op"].is_null());
-        assert!(point["throughput_ratio"].as_f64().unwrap() > 0.0);
+        assert!(
+            point["throughput_ratio"].as_f64().unwrap() > 0.0,
+            "{}",
+            serde_json::to_string_pretty(&point["report"]).unwrap_or_default()
+        );
         // Each point ran against its own server.
         assert!(
             point["report"]["server_cmd"]

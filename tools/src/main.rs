@@ -22,6 +22,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc: the workers allocate and free many small objects per request (keys, request
+/// state), which it serves from per-thread pages without the glibc allocator's consolidation
+/// passes.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// dinomo: a key-value store for disaggregated persistent memory.
 #[derive(Debug, Parser)]
 #[command(name = "dinomo", version, propagate_version = true)]

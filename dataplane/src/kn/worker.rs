@@ -112,6 +112,8 @@ pub struct Worker {
     engine: Engine,
     inbox: Receiver<Inbound>,
     ring: IoUring,
+    /// The completions of one reap (a reused buffer).
+    reaped: Vec<(u64, i32, u32)>,
     listeners: Vec<Arc<TcpListener>>,
     accept_armed: Vec<bool>,
     conns: Slab<Conn>,
@@ -216,6 +218,7 @@ impl Worker {
             engine,
             inbox,
             ring,
+            reaped: Vec::new(),
             accept_armed: vec![false; listeners.len()],
             listeners,
             conns: Slab::default(),
@@ -393,12 +396,14 @@ impl Worker {
     }
 
     fn reap(&mut self) -> io::Result<()> {
-        let completions: Vec<(u64, i32, u32)> = self
-            .ring
-            .completion()
-            .map(|c| (c.user_data(), c.result(), c.flags()))
-            .collect();
-        for (data, result, flags) in completions {
+        let mut completions = std::mem::take(&mut self.reaped);
+        completions.clear();
+        completions.extend(
+            self.ring
+                .completion()
+                .map(|c| (c.user_data(), c.result(), c.flags())),
+        );
+        for &(data, result, flags) in &completions {
             let _ = cqueue::more(flags);
             let (kind, index, generation) = decode_user_data(data);
             match kind {
@@ -410,6 +415,7 @@ impl Worker {
                 _ => {}
             }
         }
+        self.reaped = completions;
         Ok(())
     }
 

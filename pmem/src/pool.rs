@@ -214,6 +214,14 @@ impl Pool {
         &self.layout
     }
 
+    /// Readies block `b` to be written (see [`Backend::prepare`]): its disk space reserved and
+    /// its pages faulted in, so that the writer it is handed to takes neither a full-disk fault
+    /// nor page faults on it.
+    pub fn prepare_block(&self, b: BlockId) -> std::result::Result<(), String> {
+        self.backend
+            .prepare(self.layout.block_off(b).0, self.layout.block_size)
+    }
+
     /// Persists a range through the backend.
     pub fn persist(&self, off: PoolOffset, len: u64) {
         self.backend.persist(off.0, len);

@@ -32,7 +32,7 @@ use crate::size::parse_size;
 const DIR_DEFAULT: &str = "dinomo-data";
 /// The pool file's name in the directory.
 const POOL_FILE: &str = "pool";
-/// Size of a new pool (the file is sparse: only what is written takes disk space).
+/// Size of a new pool (the file is sparse: log blocks take disk space when first handed out).
 const POOL_SIZE_DEFAULT: &str = "4GiB";
 /// How often the serving process looks for a stop request.
 const CONTROL_TICK: Duration = Duration::from_millis(50);

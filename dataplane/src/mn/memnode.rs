@@ -711,6 +711,10 @@ impl MemoryNode {
             ))
             .into());
         };
+        // The writer appends to its head block next: back it now (see `alloc_blocks`).
+        self.pool
+            .prepare_block(head.block)
+            .map_err(|e| Refusal::Answer(ErrorCode::NoSpace, e))?;
         self.pool
             .set_chain_session(c, session)
             .map_err(IndexError::from)?;
@@ -753,7 +757,19 @@ impl MemoryNode {
         let mut blocks: Vec<BlockId> = Vec::with_capacity(count as usize);
         for _ in 0..count {
             match self.alloc.allocate(c) {
-                Ok(b) => blocks.push(b),
+                Ok(b) => {
+                    // Reserve the block's disk space and fault its pages in here, on the memory
+                    // node's thread, rather than in the writer's first WRITE (a sparse pool on a
+                    // full disk would fault there). A block that cannot be backed goes back.
+                    if let Err(e) = self.pool.prepare_block(b) {
+                        let _ = self.alloc.free_unlinked(b);
+                        if !blocks.is_empty() {
+                            break;
+                        }
+                        return Err(Refusal::Answer(ErrorCode::NoSpace, e));
+                    }
+                    blocks.push(b);
+                }
                 Err(PoolError::NoFreeBlock) if !blocks.is_empty() => break,
                 Err(e) => return Err(IndexError::from(e).into()),
             }

@@ -430,6 +430,49 @@ impl Backend for FileBackend {
     fn persists(&self) -> bool {
         self.method != FlushMethod::None
     }
+    fn prepare(&self, off: u64, len: u64) -> Result<(), String> {
+        check_range(self.len, off, len);
+        if len == 0 {
+            return Ok(());
+        }
+        // SAFETY: fallocate with mode 0 on an owned, open descriptor only allocates disk blocks
+        // for holes in the range (inside the file's size); it never changes the file's bytes.
+        let rc = unsafe {
+            libc::fallocate(
+                self._file.as_raw_fd(),
+                0,
+                off as libc::off_t,
+                len as libc::off_t,
+            )
+        };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            // A file system without fallocate keeps the range sparse; anything else (ENOSPC,
+            // EDQUOT, EIO) means the range cannot be backed and must not be handed out.
+            if !matches!(
+                err.raw_os_error(),
+                Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL)
+            ) {
+                return Err(format!(
+                    "reserving {len} bytes of {} at offset {off}: {err}",
+                    self.path.display()
+                ));
+            }
+        }
+        let start = off / PAGE * PAGE;
+        let end = ((off + len).div_ceil(PAGE) * PAGE).min(self.len);
+        // SAFETY: [start, end) is page-aligned and inside the live mapping; MADV_POPULATE_WRITE
+        // only faults the pages in writable, as a write would, without changing their contents.
+        // It may fail (kernels before 5.14); the pages then fault when first written instead.
+        unsafe {
+            libc::madvise(
+                self.base.add(start as usize).cast(),
+                (end - start) as usize,
+                libc::MADV_POPULATE_WRITE,
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Writes one line back to media.

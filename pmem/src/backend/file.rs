@@ -459,6 +459,11 @@ impl Backend for FileBackend {
                 ));
             }
         }
+        if self.method != FlushMethod::None {
+            // Pre-faulting writable dirties every page of the range at once; where persists
+            // are write-backs, those pages would then compete for the disk with them.
+            return Ok(());
+        }
         let start = off / PAGE * PAGE;
         let end = ((off + len).div_ceil(PAGE) * PAGE).min(self.len);
         // SAFETY: [start, end) is page-aligned and inside the live mapping; MADV_POPULATE_WRITE

@@ -59,8 +59,9 @@ pub trait Backend: Send + Sync + fmt::Debug {
     }
     /// Readies `[off, off + len)` for writing soon, without changing its contents: a file
     /// backend reserves the file's disk blocks under the range (so that a full disk is an error
-    /// here, not a fault when the mapping is written) and pre-faults its pages writable (so that
-    /// the writer does not take the faults). Memory backends have nothing to do.
+    /// here, not a fault when the mapping is written) and, when it does not persist by writing
+    /// pages back, pre-faults its pages writable (so that the writer does not take the faults).
+    /// Memory backends have nothing to do.
     fn prepare(&self, off: u64, len: u64) -> Result<(), String> {
         check_range(self.len(), off, len);
         Ok(())

@@ -60,6 +60,28 @@ fn bench_append(c: &mut Criterion) {
         })
     });
 
+    // The KN's share alone: encode 64 entries into the staging mirror, without the copy into
+    // the pool (which an RDMA NIC or the memory node does).
+    let mut staging = Staging::new(&layout, block, 0, 1 << 20, false);
+    group.bench_function("encode", |b| {
+        b.iter(|| {
+            if staging.head().1 + batch_bytes > layout.entry_capacity() {
+                staging = Staging::new(&layout, block, 0, 1 << 20, false);
+            }
+            for i in 0..BATCH {
+                seq += 1;
+                let mut key = [0u8; KEY_LEN];
+                key[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                staging
+                    .append(Op::Put, &key, &value, Version { epoch: 1, seq })
+                    .expect("fits");
+            }
+            let plan = staging.plan(&layout);
+            black_box(&plan);
+            staging.committed();
+        })
+    });
+
     // The same bytes copied with memcpy into a block-sized destination, at advancing offsets.
     let source = vec![0x5Au8; batch_bytes as usize];
     let mut dest = vec![0u8; BLOCK as usize];

@@ -248,6 +248,9 @@ struct Inflight {
     failure: Option<VerbError>,
 }
 
+/// Largest key copy buffer an engine keeps between requests, in bytes.
+const KEY_SCRATCH_KEEP: usize = 4096;
+
 /// The newest committed, unmerged entry of a key.
 #[derive(Debug, Clone, Copy)]
 struct Unmerged {
@@ -640,7 +643,10 @@ impl Engine {
         scratch.extend_from_slice(key);
         self.req(id).state = State::Queued;
         self.advance(&scratch);
-        self.key_scratch = scratch;
+        // Kept for the next request unless an unusually long key grew it.
+        if scratch.capacity() <= KEY_SCRATCH_KEEP {
+            self.key_scratch = scratch;
+        }
     }
 
     /// Starts the requests at the front of the key's queue that may go now (see the module's

@@ -15,14 +15,30 @@ fn options() -> FileOptions {
     }
 }
 
-fn dir() -> PathBuf {
+/// A fresh directory for one test, removed with everything in it when dropped.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn dir() -> Scratch {
     let d = std::env::temp_dir().join(format!(
         "dinomo-badfile-{}-{}",
         std::process::id(),
         rand_suffix()
     ));
     fs::create_dir_all(&d).expect("temp dir");
-    d
+    Scratch(d)
 }
 
 fn rand_suffix() -> u64 {
@@ -50,7 +66,8 @@ fn reseal_superblock(path: &Path) {
 
 #[test]
 fn missing_file() {
-    let p = dir().join("absent.pool");
+    let scratch_p = dir();
+    let p = scratch_p.join("absent.pool");
     assert!(matches!(Pool::open_file(&p, options()), Err(PoolError::NotFound(q)) if q == p));
 }
 
@@ -91,7 +108,8 @@ fn foreign_and_zero_files() {
 
 #[test]
 fn corrupt_superblock_checksum() {
-    let p = dir().join("corrupt.pool");
+    let scratch_p = dir();
+    let p = scratch_p.join("corrupt.pool");
     make_pool(&p);
     patch(&p, 50, &[0xFF]);
     let err = Pool::open_file(&p, options()).expect_err("corrupt");
@@ -101,7 +119,8 @@ fn corrupt_superblock_checksum() {
 
 #[test]
 fn unsupported_version() {
-    let p = dir().join("future.pool");
+    let scratch_p = dir();
+    let p = scratch_p.join("future.pool");
     make_pool(&p);
     patch(&p, 8, &7u32.to_le_bytes());
     reseal_superblock(&p);
@@ -143,7 +162,8 @@ fn truncated_and_extended_files() {
 
 #[test]
 fn inconsistent_regions_are_corruption() {
-    let p = dir().join("regions.pool");
+    let scratch_p = dir();
+    let p = scratch_p.join("regions.pool");
     make_pool(&p);
     // Point the log blocks before the index arena (region overlap).
     patch(&p, 136, &8192u64.to_le_bytes());
@@ -156,7 +176,8 @@ fn inconsistent_regions_are_corruption() {
 
 #[test]
 fn damaged_index_root_is_corruption() {
-    let p = dir().join("root.pool");
+    let scratch_p = dir();
+    let p = scratch_p.join("root.pool");
     make_pool(&p);
     patch(&p, 4096, &12345u64.to_le_bytes());
     let err = Pool::open_file(&p, options()).expect_err("bad root");
@@ -168,14 +189,16 @@ fn damaged_index_root_is_corruption() {
 
 #[test]
 fn creation_never_overwrites_unless_asked() {
-    let p = dir().join("existing.pool");
+    let scratch_p = dir();
+    let p = scratch_p.join("existing.pool");
     fs::write(&p, b"precious data").expect("write");
     let err = Pool::create_file(&p, &PoolConfig::small(SIZE, 4096), false, options())
         .expect_err("exists");
     assert!(matches!(err, PoolError::AlreadyExists(_)));
     assert_eq!(fs::read(&p).expect("read"), b"precious data");
     // An existing pool is not overwritten either.
-    let q = dir().join("pool.pool");
+    let scratch_q = dir();
+    let q = scratch_q.join("pool.pool");
     make_pool(&q);
     let before = fs::read(&q).expect("read");
     assert!(matches!(
@@ -192,7 +215,8 @@ fn creation_never_overwrites_unless_asked() {
 
 #[test]
 fn an_empty_file_may_be_created_into() {
-    let p = dir().join("mktemp.pool");
+    let scratch_p = dir();
+    let p = scratch_p.join("mktemp.pool");
     fs::write(&p, b"").expect("write");
     Pool::create_file(&p, &PoolConfig::small(SIZE, 4096), false, options())
         .expect("create into empty file");
@@ -201,7 +225,8 @@ fn an_empty_file_may_be_created_into() {
 
 #[test]
 fn second_memory_node_cannot_lock_the_pool() {
-    let p = dir().join("locked.pool");
+    let scratch_p = dir();
+    let p = scratch_p.join("locked.pool");
     let locking = FileOptions {
         persist: false,
         lock: true,
@@ -214,7 +239,8 @@ fn second_memory_node_cannot_lock_the_pool() {
 
 #[test]
 fn random_superblock_bytes_never_panic() {
-    let p = dir().join("fuzz.pool");
+    let scratch_p = dir();
+    let p = scratch_p.join("fuzz.pool");
     make_pool(&p);
     let original = fs::read(&p).expect("read");
     let mut state = 0x1234_5678_9ABC_DEF0u64;

@@ -61,4 +61,7 @@ fn preparing_a_block_backs_it_and_keeps_its_bytes() {
     assert_eq!(pool.backend().load(at + 4096), 0x0123_4567_89ab_cdef);
     drop(pool);
     let _ = fs::remove_file(&path);
+    if let Some(dir) = path.parent() {
+        let _ = fs::remove_dir(dir);
+    }
 }

@@ -96,60 +96,8 @@ pub fn parse_info(text: &str) -> Result<Info, InfoError> {
     Ok(info)
 }
 
-/// What happened to one request inside a dinomo KN.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Outcome {
-    /// A read answered from a cached value.
-    Value,
-    /// A read answered through a cached shortcut.
-    Shortcut,
-    /// A read answered from the core's own unmerged log.
-    Log,
-    /// A read that went through the index.
-    Miss,
-    /// A write.
-    Write,
-}
-
-impl Outcome {
-    pub const ALL: [Outcome; 5] = [
-        Outcome::Value,
-        Outcome::Shortcut,
-        Outcome::Log,
-        Outcome::Miss,
-        Outcome::Write,
-    ];
-
-    /// The read outcomes, whose counts add up to the lookups.
-    pub const READS: [Outcome; 4] = [
-        Outcome::Value,
-        Outcome::Shortcut,
-        Outcome::Log,
-        Outcome::Miss,
-    ];
-
-    /// The suffix of the outcome's fields and its key in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Outcome::Value => "value",
-            Outcome::Shortcut => "shortcut",
-            Outcome::Log => "log",
-            Outcome::Miss => "miss",
-            Outcome::Write => "write",
-        }
-    }
-
-    /// The field that counts the requests of this outcome.
-    pub fn count_field(self) -> &'static str {
-        match self {
-            Outcome::Value => "hits_value",
-            Outcome::Shortcut => "hits_shortcut",
-            Outcome::Log => "hits_log",
-            Outcome::Miss => "misses",
-            Outcome::Write => "writes",
-        }
-    }
-}
+/// What happened to one request inside a dinomo KN: the outcomes its counters break down by.
+pub use dinomo_dataplane::kn::Outcome;
 
 /// The verb kinds the counters break down by, with their field names.
 pub fn verb_kinds() -> impl Iterator<Item = &'static str> {

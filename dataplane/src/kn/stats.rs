@@ -26,6 +26,16 @@ impl Outcome {
         Outcome::Miss,
         Outcome::Write,
     ];
+
+    /// The read outcomes, whose counts add up to the lookups.
+    pub const READS: [Outcome; 4] = [
+        Outcome::Value,
+        Outcome::Shortcut,
+        Outcome::Log,
+        Outcome::Miss,
+    ];
+
+    /// The suffix of the outcome's `INFO dinomo` fields and its key in reports.
     pub fn name(self) -> &'static str {
         match self {
             Outcome::Value => "value",
@@ -33,6 +43,17 @@ impl Outcome {
             Outcome::Log => "log",
             Outcome::Miss => "miss",
             Outcome::Write => "write",
+        }
+    }
+
+    /// The `INFO dinomo` field that counts the requests of this outcome.
+    pub fn count_field(self) -> &'static str {
+        match self {
+            Outcome::Value => "hits_value",
+            Outcome::Shortcut => "hits_shortcut",
+            Outcome::Log => "hits_log",
+            Outcome::Miss => "misses",
+            Outcome::Write => "writes",
         }
     }
 }

@@ -309,6 +309,18 @@ impl Cache {
         Self::lookup_of(self.slab.node(index))
     }
 
+    /// The cached value of `key`, counted and recorded as a value hit; `None`, with nothing
+    /// counted or recorded, when the key is cached only as a shortcut or not at all.
+    pub fn get_value(&mut self, key: &[u8]) -> Option<&[u8]> {
+        if !matches!(self.peek(key), Lookup::Value { .. }) {
+            return None;
+        }
+        match self.get(key) {
+            Lookup::Value { value, .. } => Some(value),
+            _ => None,
+        }
+    }
+
     /// Looks `key` up without counting or recording the access.
     pub fn peek(&self, key: &[u8]) -> Lookup<'_> {
         match self.map.get(key) {

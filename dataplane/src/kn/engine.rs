@@ -35,7 +35,7 @@ use dinomo_pmem::constants::SUPERBLOCK_LEN;
 use dinomo_pmem::entry::decode_entry;
 use dinomo_pmem::index_format::{TABLE_HEADER_LEN, TableHeader};
 use dinomo_pmem::staging::{EntryLoc, Mirror};
-use dinomo_pmem::{AppendError, BlockId, ChainId, Layout, Op, PoolOffset, Staging, Version};
+use dinomo_pmem::{AppendError, BlockId, ChainId, Entry, Layout, Op, PoolOffset, Staging, Version};
 
 use crate::cache::{Cache, KeyMap, Lookup, Policy, Shortcut};
 use crate::fabric::{
@@ -506,8 +506,7 @@ impl Engine {
         // are in flight, and a cached value is the newest committed one).
         if let Command::Get { key } = &cmd
             && !self.keys.contains_key(key.as_slice())
-            && let Lookup::Value { .. } = self.cache.peek(key)
-            && let Lookup::Value { value, .. } = self.cache.get(key)
+            && let Some(value) = self.cache.get_value(key)
         {
             let reply = Reply::Value(Some(value.to_vec()));
             self.stats.ops[Outcome::Value as usize] += 1;
@@ -697,14 +696,7 @@ impl Engine {
         let req = self.reqs[id].as_ref().expect("a live request");
         let is_write = req.cmd.is_write();
         let key = req.cmd.key();
-        let cached = if let Lookup::Value { .. } = self.cache.peek(key)
-            && let Lookup::Value { value, .. } = self.cache.get(key)
-        {
-            Some(value.to_vec())
-        } else {
-            None
-        };
-        if let Some(value) = cached {
+        if let Some(value) = self.cache.get_value(key).map(<[u8]>::to_vec) {
             if !is_write {
                 self.req(id).outcome = Outcome::Value;
             }
@@ -1198,14 +1190,7 @@ impl Engine {
                         entry_offset: e.loc.pool_offset(&self.layout).get(),
                         entry_len: e.loc.len as u32,
                     };
-                    let mirror = self
-                        .staging
-                        .mirror(e.loc.block)
-                        .or_else(|| self.sealed.iter().find(|m| m.block == e.loc.block));
-                    if let Some(entry) = mirror
-                        .and_then(|m| m.get(e.loc.offset, e.loc.len))
-                        .and_then(|bytes| decode_entry(bytes).ok())
-                    {
+                    if let Some(entry) = mirrored_entry(&self.staging, &self.sealed, e.loc) {
                         self.cache.insert(&e.key, entry.value, shortcut);
                     }
                 }
@@ -1250,12 +1235,7 @@ impl Engine {
 
     /// The value of a committed entry from this core's mirrors.
     fn mirror_value(&self, loc: EntryLoc) -> Option<Vec<u8>> {
-        let mirror = self
-            .staging
-            .mirror(loc.block)
-            .or_else(|| self.sealed.iter().find(|m| m.block == loc.block))?;
-        let bytes = mirror.get(loc.offset, loc.len)?;
-        decode_entry(bytes).ok().map(|e| e.value.to_vec())
+        mirrored_entry(&self.staging, &self.sealed, loc).map(|e| e.value.to_vec())
     }
 
     fn maybe_request_spares(&mut self) {
@@ -1511,6 +1491,19 @@ impl Engine {
             self.finish(id, Reply::Error(EngineError::Failed(reason.clone())));
         }
     }
+}
+
+/// The committed entry at `loc`, from the staging block's mirror or a sealed block's (a free
+/// function over the two fields, so that callers may hold other fields of the engine mutably).
+fn mirrored_entry<'a>(
+    staging: &'a Staging,
+    sealed: &'a VecDeque<Mirror>,
+    loc: EntryLoc,
+) -> Option<Entry<'a>> {
+    let mirror = staging
+        .mirror(loc.block)
+        .or_else(|| sealed.iter().find(|m| m.block == loc.block))?;
+    decode_entry(mirror.get(loc.offset, loc.len)?).ok()
 }
 
 fn unreachable_command() -> ! {

@@ -41,19 +41,31 @@ fn bench_append(c: &mut Criterion) {
     let block = BlockId(0);
     let mut staging = Staging::new(&layout, block, 0, 1 << 20, false);
     let mut seq = 0u64;
+    // Starts a fresh block when the next batch would not fit, then stages one batch.
+    let stage_batch = |staging: &mut Staging, seq: &mut u64| {
+        if staging.head().1 + batch_bytes > layout.entry_capacity() {
+            *staging = Staging::new(&layout, block, 0, 1 << 20, false);
+        }
+        for i in 0..BATCH {
+            *seq += 1;
+            let mut key = [0u8; KEY_LEN];
+            key[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            staging
+                .append(
+                    Op::Put,
+                    &key,
+                    &value,
+                    Version {
+                        epoch: 1,
+                        seq: *seq,
+                    },
+                )
+                .expect("fits");
+        }
+    };
     group.bench_function("log_batch", |b| {
         b.iter(|| {
-            if staging.head().1 + batch_bytes > layout.entry_capacity() {
-                staging = Staging::new(&layout, block, 0, 1 << 20, false);
-            }
-            for i in 0..BATCH {
-                seq += 1;
-                let mut key = [0u8; KEY_LEN];
-                key[..8].copy_from_slice(&(i as u64).to_le_bytes());
-                staging
-                    .append(Op::Put, &key, &value, Version { epoch: 1, seq })
-                    .expect("fits");
-            }
+            stage_batch(&mut staging, &mut seq);
             let plan = staging.plan(&layout);
             execute_plan(&pool, &staging, &plan, false);
             staging.committed();
@@ -65,17 +77,7 @@ fn bench_append(c: &mut Criterion) {
     let mut staging = Staging::new(&layout, block, 0, 1 << 20, false);
     group.bench_function("encode", |b| {
         b.iter(|| {
-            if staging.head().1 + batch_bytes > layout.entry_capacity() {
-                staging = Staging::new(&layout, block, 0, 1 << 20, false);
-            }
-            for i in 0..BATCH {
-                seq += 1;
-                let mut key = [0u8; KEY_LEN];
-                key[..8].copy_from_slice(&(i as u64).to_le_bytes());
-                staging
-                    .append(Op::Put, &key, &value, Version { epoch: 1, seq })
-                    .expect("fits");
-            }
+            stage_batch(&mut staging, &mut seq);
             let plan = staging.plan(&layout);
             black_box(&plan);
             staging.committed();

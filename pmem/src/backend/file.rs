@@ -226,6 +226,14 @@ impl FileBackend {
         }
     }
 
+    /// The page-aligned range `[start, end)` covering `[off, off + len)`, clamped to the file.
+    fn pages_covering(&self, off: u64, len: u64) -> (u64, u64) {
+        (
+            off / PAGE * PAGE,
+            ((off + len).div_ceil(PAGE) * PAGE).min(self.len),
+        )
+    }
+
     /// Writes back every recorded page range (the caller holds the record's lock).
     fn sync_pending(&self, pending: &mut Vec<(u64, u64)>) {
         coalesce(pending);
@@ -385,8 +393,7 @@ impl Backend for FileBackend {
         match self.method {
             FlushMethod::None => {}
             FlushMethod::Msync => {
-                let start = off / PAGE * PAGE;
-                let end = ((off + len).div_ceil(PAGE) * PAGE).min(self.len);
+                let (start, end) = self.pages_covering(off, len);
                 let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
                 match pending.last_mut() {
                     Some(last) if start <= last.1 && end >= last.0 => {
@@ -464,8 +471,7 @@ impl Backend for FileBackend {
             // are write-backs, those pages would then compete for the disk with them.
             return Ok(());
         }
-        let start = off / PAGE * PAGE;
-        let end = ((off + len).div_ceil(PAGE) * PAGE).min(self.len);
+        let (start, end) = self.pages_covering(off, len);
         // SAFETY: [start, end) is page-aligned and inside the live mapping; MADV_POPULATE_WRITE
         // only faults the pages in writable, as a write would, without changing their contents.
         // It may fail (kernels before 5.14); the pages then fault when first written instead.

@@ -15,13 +15,13 @@ use std::time::Instant;
 use dinomo_control::{ChainId as MapChainId, ClusterMap, CoreId, Epoch, KnId};
 use dinomo_pmem::ChainId;
 
-use crate::fabric::{Completion, Fabric, VerbError};
+use crate::fabric::{Fabric, VerbError};
 use crate::kn::engine::{Engine, EngineConfig, StartError};
 use crate::kn::shared::{
     CoreSnapshot, MnStatsSource, NodeIdentity, Router, Shared, node_id, queues,
 };
 use crate::kn::worker::{Worker, WorkerOptions};
-use crate::mn::proto::{Request as MnRequest, Response as MnResponse};
+use crate::mn::client::{ClientError, MnClient};
 use crate::resp::Limits;
 
 /// Connections a node accepts by default (Redis's `maxclients`).
@@ -339,51 +339,16 @@ fn store_single_node_map(
     cores: &[CoreId],
     ports: &[u16],
 ) -> Result<(Epoch, [u8; 16]), NodeError> {
-    let mut others: Vec<Completion> = Vec::new();
-    let uuid = match crate::kn::engine::rpc(
-        qp,
-        &MnRequest::Hello {
-            version: crate::mn::proto::PROTO_VERSION,
-        },
-        &mut others,
-    )
-    .map_err(|e| NodeError::Setup(e.to_string()))?
-    {
-        MnResponse::Hello { uuid, .. } => uuid,
-        other => {
-            return Err(NodeError::Setup(format!(
-                "the memory node answered {other:?} to hello"
-            )));
-        }
-    };
-    let stored = match crate::kn::engine::rpc(qp, &MnRequest::GetClusterMap, &mut others)
-        .map_err(|e| NodeError::Setup(e.to_string()))?
-    {
-        MnResponse::ClusterMap(m) => m.map_or(0, |(epoch, _)| epoch),
-        other => {
-            return Err(NodeError::Setup(format!(
-                "the memory node answered {other:?} to a map request"
-            )));
-        }
-    };
-    let epoch = Epoch(stored + 1);
+    let mut client = MnClient::new(qp);
+    let setup = |e: ClientError| NodeError::Setup(e.to_string());
+    let uuid = client.hello().map_err(setup)?.uuid;
+    let stored = client.cluster_map().map_err(setup)?;
+    let epoch = Epoch(stored.map_or(0, |(epoch, _)| epoch) + 1);
     let map = single_node_map(options, cores, ports, epoch)?;
-    let payload = dinomo_control::encode(&map);
-    match crate::kn::engine::rpc(
-        qp,
-        &MnRequest::PutClusterMap {
-            epoch: epoch.0,
-            payload,
-        },
-        &mut others,
-    )
-    .map_err(|e| NodeError::Setup(e.to_string()))?
-    {
-        MnResponse::Stored => Ok((epoch, uuid)),
-        other => Err(NodeError::Setup(format!(
-            "the memory node answered {other:?} to storing the map"
-        ))),
-    }
+    client
+        .put_cluster_map(epoch.0, dinomo_control::encode(&map))
+        .map_err(setup)?;
+    Ok((epoch, uuid))
 }
 
 /// One CPU per worker: hwloc's physical cores in topology order (one processing unit each),

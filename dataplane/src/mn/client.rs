@@ -1,41 +1,49 @@
-//! A small blocking client of the MN RPCs ([`super::proto`]) for slow paths — start-up, control
-//! commands, tools and tests — never for a worker core's loop, which posts RPCs like any other
-//! verb and reaps them with its other completions.
+//! [`MnClient`]: the one blocking client of the MN — its RPCs ([`super::proto`]) and the few
+//! one-sided READs a start-up needs — for slow paths: start-up, a node's control thread, tools
+//! and tests. Never for a worker core's loop, which posts RPCs like any other verb and reaps them
+//! with its other completions.
 //!
 //! Every call waits with a deadline, so a memory node that never answers makes the call fail
 //! with [`ClientError::Timeout`] instead of hanging. A `Response::Error` from the node becomes
-//! [`ClientError::Refused`] with its code, so callers match on one error type.
+//! [`ClientError::Refused`] with its code, and an answer of the wrong kind
+//! [`ClientError::Unexpected`], so callers match on one error type. The queue pair must have
+//! nothing else in flight when a call starts; after a timeout the request may still be answered
+//! later, so the queue pair is best dropped.
 
 use std::time::{Duration, Instant};
+
+use dinomo_pmem::{ChainId, PoolOffset};
 
 use super::proto::{ErrorCode, ProtoError, Request, Response};
 use crate::fabric::{
     Completion, CompletionData, PostError, QueuePair, Verb, VerbError, WrId, wait_for_until,
 };
 
-/// How long [`rpc`] waits for a reply: generous, because `MergeAll` and `Failover` merge whole
-/// chains before they answer.
+/// How long a call waits for its answer by default: generous, because `MergeAll` and
+/// `Failover` merge whole chains before they answer.
 pub const RPC_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
-/// The work-request id [`rpc`] and [`rpc_timeout`] post with.
-pub const RPC_WR: WrId = WrId(u64::MAX);
+/// The work-request id the client posts with.
+pub const CLIENT_WR: WrId = WrId(u64::MAX);
 
-/// Why an RPC did not produce an answer.
+/// Why a call did not produce an answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("the queue pair has {0} requests in flight; a blocking RPC needs it idle")]
+    #[error("the queue pair has {0} requests in flight; a blocking call needs it idle")]
     Busy(usize),
-    #[error("cannot post the RPC: {0}")]
+    #[error("cannot post the request: {0}")]
     Post(#[from] PostError),
     #[error("no reply from the memory node before the deadline")]
     Timeout,
-    #[error("the RPC failed: {0}")]
+    #[error("the request failed: {0}")]
     Verb(#[from] VerbError),
-    #[error("the RPC completed without reply bytes ({0:?})")]
+    #[error("the request completed without reply bytes ({0:?})")]
     NoReply(CompletionData),
     #[error("malformed reply from the memory node: {0}")]
     Malformed(#[from] ProtoError),
     #[error("the memory node refused the request ({code:?}): {message}")]
     Refused { code: ErrorCode, message: String },
+    #[error("the memory node answered {got} to {asked}")]
+    Unexpected { asked: &'static str, got: String },
 }
 
 impl ClientError {
@@ -48,49 +56,162 @@ impl ClientError {
     }
 }
 
+/// The answer to `Attach`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attached {
+    pub boot: u64,
+    pub head: dinomo_pmem::BlockId,
+    pub used: u64,
+    pub next_seq: u64,
+}
+
+/// The answer to `Hello`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MnHello {
+    pub boot: u64,
+    pub uuid: [u8; 16],
+    pub pool_size: u64,
+}
+
+/// A blocking client over a borrowed, idle queue pair; every call waits at most `timeout`.
+pub struct MnClient<'q> {
+    qp: &'q mut dyn QueuePair,
+    timeout: Duration,
+}
+
+impl<'q> MnClient<'q> {
+    /// A client whose calls wait up to [`RPC_TIMEOUT_DEFAULT`].
+    pub fn new(qp: &'q mut dyn QueuePair) -> MnClient<'q> {
+        MnClient::with_timeout(qp, RPC_TIMEOUT_DEFAULT)
+    }
+
+    pub fn with_timeout(qp: &'q mut dyn QueuePair, timeout: Duration) -> MnClient<'q> {
+        MnClient { qp, timeout }
+    }
+
+    /// The size of the registered region (the pool).
+    pub fn region_len(&self) -> u64 {
+        self.qp.region_len()
+    }
+
+    /// Sends `request` and waits for the answer.
+    pub fn call(&mut self, request: &Request) -> Result<Response, ClientError> {
+        let bytes = self.exchange(Verb::Rpc {
+            request: request.encode(),
+        })?;
+        match Response::decode(&bytes)? {
+            Response::Error { code, message } => Err(ClientError::Refused { code, message }),
+            response => Ok(response),
+        }
+    }
+
+    /// Reads `len` bytes of the pool at `offset` with one READ.
+    pub fn read(&mut self, offset: PoolOffset, len: u32) -> Result<Vec<u8>, ClientError> {
+        self.exchange(Verb::Read {
+            remote: offset,
+            len,
+        })
+    }
+
+    /// `Hello`: the node's boot and pool identity.
+    pub fn hello(&mut self) -> Result<MnHello, ClientError> {
+        let request = Request::Hello {
+            version: super::proto::PROTO_VERSION,
+        };
+        match self.call(&request)? {
+            Response::Hello {
+                boot,
+                uuid,
+                pool_size,
+                ..
+            } => Ok(MnHello {
+                boot,
+                uuid,
+                pool_size,
+            }),
+            other => Err(unexpected("hello", &other)),
+        }
+    }
+
+    /// `Attach`: starts writing `chain`.
+    pub fn attach(&mut self, chain: ChainId, session: u64) -> Result<Attached, ClientError> {
+        match self.call(&Request::Attach { chain, session })? {
+            Response::Attached {
+                boot,
+                head,
+                used,
+                next_seq,
+            } => Ok(Attached {
+                boot,
+                head,
+                used,
+                next_seq,
+            }),
+            other => Err(unexpected("attach", &other)),
+        }
+    }
+
+    /// The stored cluster map: its epoch and payload, if one is stored.
+    pub fn cluster_map(&mut self) -> Result<Option<(u64, Vec<u8>)>, ClientError> {
+        match self.call(&Request::GetClusterMap)? {
+            Response::ClusterMap(map) => Ok(map),
+            other => Err(unexpected("a map request", &other)),
+        }
+    }
+
+    /// Stores a cluster map.
+    pub fn put_cluster_map(&mut self, epoch: u64, payload: Vec<u8>) -> Result<(), ClientError> {
+        match self.call(&Request::PutClusterMap { epoch, payload })? {
+            Response::Stored => Ok(()),
+            other => Err(unexpected("storing the map", &other)),
+        }
+    }
+
+    /// The node's counters.
+    pub fn stats(&mut self) -> Result<super::proto::MnStats, ClientError> {
+        match self.call(&Request::Stats)? {
+            Response::Stats(stats) => Ok(stats),
+            other => Err(unexpected("a stats request", &other)),
+        }
+    }
+
+    /// Posts one verb as [`CLIENT_WR`] and waits for its bytes.
+    fn exchange(&mut self, verb: Verb) -> Result<Vec<u8>, ClientError> {
+        let in_flight = self.qp.in_flight();
+        if in_flight != 0 {
+            return Err(ClientError::Busy(in_flight));
+        }
+        let deadline = Instant::now() + self.timeout;
+        self.qp.post(CLIENT_WR, verb)?;
+        // The queue pair was idle, so nothing else can complete meanwhile.
+        let mut others: Vec<Completion> = Vec::new();
+        let completion = wait_for_until(self.qp, CLIENT_WR, &mut others, deadline)
+            .ok_or(ClientError::Timeout)?;
+        match completion.result? {
+            CompletionData::Bytes(bytes) => Ok(bytes),
+            other => Err(ClientError::NoReply(other)),
+        }
+    }
+}
+
+fn unexpected(asked: &'static str, got: &Response) -> ClientError {
+    ClientError::Unexpected {
+        asked,
+        got: format!("{got:?}"),
+    }
+}
+
 /// Sends `request` on `qp`, which must have nothing else in flight, and waits up to
 /// [`RPC_TIMEOUT_DEFAULT`] for the answer.
 pub fn rpc(qp: &mut dyn QueuePair, request: &Request) -> Result<Response, ClientError> {
-    rpc_timeout(qp, request, RPC_TIMEOUT_DEFAULT)
+    MnClient::new(qp).call(request)
 }
 
-/// [`rpc`] with a timeout of its own. After a timeout the request may still be answered later,
-/// so the queue pair is best dropped.
+/// [`rpc`] with a timeout of its own.
 pub fn rpc_timeout(
     qp: &mut dyn QueuePair,
     request: &Request,
     timeout: Duration,
 ) -> Result<Response, ClientError> {
-    let in_flight = qp.in_flight();
-    if in_flight != 0 {
-        return Err(ClientError::Busy(in_flight));
-    }
-    let mut others = Vec::new();
-    rpc_with(qp, RPC_WR, request, Instant::now() + timeout, &mut others)
-}
-
-/// Sends `request` as work request `wr` on a queue pair that may have other requests in flight,
-/// and waits until `deadline`; their completions reaped meanwhile go to `others` (and one of
-/// `wr` already there is taken from it).
-pub fn rpc_with(
-    qp: &mut dyn QueuePair,
-    wr: WrId,
-    request: &Request,
-    deadline: Instant,
-    others: &mut Vec<Completion>,
-) -> Result<Response, ClientError> {
-    qp.post(
-        wr,
-        Verb::Rpc {
-            request: request.encode(),
-        },
-    )?;
-    let completion = wait_for_until(qp, wr, others, deadline).ok_or(ClientError::Timeout)?;
-    match completion.result? {
-        CompletionData::Bytes(reply) => match Response::decode(&reply)? {
-            Response::Error { code, message } => Err(ClientError::Refused { code, message }),
-            response => Ok(response),
-        },
-        other => Err(ClientError::NoReply(other)),
-    }
+    MnClient::with_timeout(qp, timeout).call(request)
 }

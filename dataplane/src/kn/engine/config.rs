@@ -1,0 +1,64 @@
+//! An engine's settings ([`EngineConfig`]) and why it may fail to start ([`StartError`]).
+
+use std::time::Duration;
+
+use dinomo_pmem::ChainId;
+
+use crate::cache::Policy;
+use crate::fabric::VerbError;
+use crate::kn::constants::{
+    BATCH_BYTES_MAX_DEFAULT, BATCH_DELAY_DEFAULT, CACHE_BYTES_DEFAULT, VALUE_HINT_DEFAULT,
+};
+use crate::mn::client::ClientError;
+
+/// How writes are acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// When the batch is in the pool's memory.
+    Memory,
+    /// When the batch is flushed to the pool's media.
+    Flush,
+}
+
+/// Settings of one engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub chain: ChainId,
+    pub epoch: u32,
+    pub session: u64,
+    pub cache_policy: Policy,
+    pub cache_bytes: usize,
+    pub durability: Durability,
+    pub batch_bytes_max: u64,
+    pub batch_delay: Duration,
+    pub value_hint: u32,
+}
+
+impl EngineConfig {
+    pub fn new(chain: ChainId, epoch: u32) -> EngineConfig {
+        EngineConfig {
+            chain,
+            epoch,
+            session: 0,
+            cache_policy: Policy::Dac,
+            cache_bytes: CACHE_BYTES_DEFAULT,
+            durability: Durability::Memory,
+            batch_bytes_max: BATCH_BYTES_MAX_DEFAULT,
+            batch_delay: BATCH_DELAY_DEFAULT,
+            value_hint: VALUE_HINT_DEFAULT,
+        }
+    }
+}
+
+/// Why an engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("fabric: {0}")]
+    Fabric(#[from] VerbError),
+    #[error(transparent)]
+    Mn(#[from] ClientError),
+    #[error("the memory node's pool: {0}")]
+    Pool(#[from] dinomo_pmem::PoolError),
+    #[error("the memory node answered {0}")]
+    Unexpected(String),
+}

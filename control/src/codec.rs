@@ -4,16 +4,16 @@
 //! a checksum nor padding; it only has to be compact, versioned and safe to read back from any
 //! bytes at all. Every integer is little-endian, and no field is aligned.
 //!
-//! # Layout, format version 1
+//! # Layout, format version 2
 //!
 //! Header, 28 bytes:
 //!
 //! | offset | bytes | field |
 //! | --- | --- | --- |
 //! | 0 | 4 | magic, the ASCII bytes `DNCM` |
-//! | 4 | 2 | format version, 1 |
+//! | 4 | 2 | format version, 2 (version 1 is still read, see below) |
 //! | 6 | 2 | flags, reserved, 0 |
-//! | 8 | 8 | epoch |
+//! | 8 | 8 | epoch (an [`Epoch`]: below 2^32) |
 //! | 16 | 4 | length of the whole encoding in bytes, header included |
 //! | 20 | 2 | node count `N` (at most [`NODE_COUNT_MAX`]) |
 //! | 22 | 2 | slot range count `R` (at most [`SLOT_RANGE_COUNT_MAX`]) |
@@ -23,15 +23,16 @@
 //! Then `N` node records, then `R` slot range records, then `H` hot key records, and nothing
 //! after them.
 //!
-//! Node record, `8 + L + 8 × C` bytes:
+//! Node record, `16 + L + 8 × C` bytes:
 //!
 //! | offset | bytes | field |
 //! | --- | --- | --- |
 //! | 0 | 4 | node id (`KnId`) |
 //! | 4 | 2 | host length `L` in bytes (1 to [`HOST_BYTES_MAX`]) |
 //! | 6 | 2 | core count `C` (1 to [`NODE_CORE_COUNT_MAX`]) |
-//! | 8 | `L` | host, UTF-8 |
-//! | 8 + `L` | 8 × `C` | core records: core id (2), client port (2), log chain id (4) |
+//! | 8 | 8 | incarnation (`Incarnation`; 0 = none) |
+//! | 16 | `L` | host, UTF-8 |
+//! | 16 + `L` | 8 × `C` | core records: core id (2), client port (2), log chain id (4) |
 //!
 //! Slot range record, 10 bytes, in ascending slot order:
 //!
@@ -51,12 +52,16 @@
 //! | 4 | `K` | key |
 //! | 4 + `K` | 6 × `P` | replicas: node id (4), core id (2) |
 //!
+//! Format version 1 is version 2 without the incarnation field (node records of `8 + L + 8 × C`
+//! bytes). Pools whose map was stored by a version-1 writer are read as maps whose nodes have
+//! no incarnation ([`Incarnation::NONE`], never live), and the next map stored is version 2.
+//!
 //! # Invariants
 //!
 //! [`encode`] writes only valid maps, and [`decode`] accepts only bytes that decode to a map that
 //! passes [`ClusterMap::validate`], with every reserved field zero and no byte left over. Ranges
 //! are stored sorted and merged, so each valid map has exactly one encoding and
-//! `encode(&decode(bytes)?) == bytes` whenever `decode` succeeds. `decode` never panics; it
+//! `encode(&decode(bytes)?) == bytes` whenever `decode` succeeds on a version-2 encoding. `decode` never panics; it
 //! refuses inputs longer than [`MAP_ENCODED_BYTES_MAX`] up front and checks every count against
 //! its limit and against the bytes that remain before it allocates for it.
 
@@ -66,13 +71,15 @@ use crate::constants::{
     SLOT_RANGE_COUNT_MAX,
 };
 use crate::map::{ClusterMap, CoreInfo, HotKey, MapError, NodeInfo, Owner, SlotRange};
-use crate::types::{ChainId, CoreId, Epoch, KnId, Slot};
+use crate::types::{ChainId, CoreId, Epoch, Incarnation, KnId, Slot};
 
 /// The first four bytes of every encoded map.
 pub const MAGIC: [u8; 4] = *b"DNCM";
 
-/// The format version this code writes and the only one it reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version this code writes.
+pub const FORMAT_VERSION: u16 = 2;
+/// The older format version this code still reads: node records without an incarnation.
+pub const FORMAT_VERSION_V1: u16 = 1;
 
 /// Size of the header, which holds the length of the whole encoding.
 pub const HEADER_BYTES: usize = 28;
@@ -83,7 +90,9 @@ const FLAGS_OFFSET: usize = 6;
 const HEADER_RESERVED_OFFSET: usize = 26;
 
 /// Fixed part of a node record, before the host.
-const NODE_RECORD_BYTES: usize = 8;
+const NODE_RECORD_BYTES: usize = 16;
+/// Fixed part of a version-1 node record.
+const NODE_RECORD_BYTES_V1: usize = 8;
 /// One core inside a node record.
 const CORE_RECORD_BYTES: usize = 8;
 /// One slot range record.
@@ -143,7 +152,7 @@ pub fn encode(map: &ClusterMap) -> Vec<u8> {
     out.extend_from_slice(&MAGIC);
     put_u16(&mut out, FORMAT_VERSION);
     put_u16(&mut out, 0);
-    put_u64(&mut out, map.epoch().0);
+    put_u64(&mut out, u64::from(map.epoch().0));
     put_u32(&mut out, fit_u32(total));
     put_u16(&mut out, fit_u16(map.nodes().len()));
     put_u16(&mut out, fit_u16(map.slots().len()));
@@ -154,6 +163,7 @@ pub fn encode(map: &ClusterMap) -> Vec<u8> {
         put_u32(&mut out, node.kn.0);
         put_u16(&mut out, fit_u16(node.host.len()));
         put_u16(&mut out, fit_u16(node.cores.len()));
+        put_u64(&mut out, node.incarnation.0);
         out.extend_from_slice(node.host.as_bytes());
         for core in &node.cores {
             put_u16(&mut out, core.core.0);
@@ -238,10 +248,10 @@ pub fn decode(bytes: &[u8]) -> Result<ClusterMap, MapError> {
         });
     }
 
-    let mut nodes = Vec::with_capacity(reader.capacity_for(node_count, NODE_RECORD_BYTES));
+    let mut nodes = Vec::with_capacity(reader.capacity_for(node_count, NODE_RECORD_BYTES_V1));
     let mut core_count_total: usize = 0;
     for _ in 0..node_count {
-        let node = read_node(&mut reader, &mut core_count_total)?;
+        let node = read_node(&mut reader, header.version, &mut core_count_total)?;
         nodes.push(node);
     }
 
@@ -263,12 +273,13 @@ pub fn decode(bytes: &[u8]) -> Result<ClusterMap, MapError> {
             offset: reader.offset,
         });
     }
-    ClusterMap::from_canonical_parts(Epoch(header.epoch), nodes, slots, hot_keys)
+    ClusterMap::from_canonical_parts(header.epoch, nodes, slots, hot_keys)
 }
 
 /// The fixed fields of the header.
 struct Header {
-    epoch: u64,
+    version: u16,
+    epoch: Epoch,
     total_bytes: u32,
     node_count: u16,
     range_count: u16,
@@ -281,7 +292,7 @@ fn read_header(reader: &mut Reader<'_>) -> Result<Header, MapError> {
         return Err(MapError::BadMagic { found: magic });
     }
     let version = reader.u16()?;
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != FORMAT_VERSION_V1 {
         return Err(MapError::UnsupportedVersion { version });
     }
     if reader.u16()? != 0 {
@@ -289,7 +300,14 @@ fn read_header(reader: &mut Reader<'_>) -> Result<Header, MapError> {
             offset: FLAGS_OFFSET,
         });
     }
+    let epoch_offset = reader.offset;
     let epoch = reader.u64()?;
+    let epoch = u32::try_from(epoch)
+        .map(Epoch)
+        .map_err(|_| MapError::EpochOutOfRange {
+            offset: epoch_offset,
+            value: epoch,
+        })?;
     let total_bytes = reader.u32()?;
     let node_count = reader.u16()?;
     let range_count = reader.u16()?;
@@ -301,6 +319,7 @@ fn read_header(reader: &mut Reader<'_>) -> Result<Header, MapError> {
     }
     debug_assert_eq!(reader.offset, HEADER_BYTES);
     Ok(Header {
+        version,
         epoch,
         total_bytes,
         node_count,
@@ -311,10 +330,19 @@ fn read_header(reader: &mut Reader<'_>) -> Result<Header, MapError> {
 
 /// Reads one node record, adding its cores to `core_count_total` so the cluster-wide limit is
 /// enforced before the cores are stored.
-fn read_node(reader: &mut Reader<'_>, core_count_total: &mut usize) -> Result<NodeInfo, MapError> {
+fn read_node(
+    reader: &mut Reader<'_>,
+    version: u16,
+    core_count_total: &mut usize,
+) -> Result<NodeInfo, MapError> {
     let kn = KnId(reader.u32()?);
     let host_len = usize::from(reader.u16()?);
     let core_count = usize::from(reader.u16()?);
+    let incarnation = if version == FORMAT_VERSION_V1 {
+        Incarnation::NONE
+    } else {
+        Incarnation(reader.u64()?)
+    };
     if host_len > HOST_BYTES_MAX {
         return Err(MapError::HostTooLong {
             kn,
@@ -343,7 +371,12 @@ fn read_node(reader: &mut Reader<'_>, core_count_total: &mut usize) -> Result<No
         let chain = ChainId(reader.u32()?);
         cores.push(CoreInfo { core, port, chain });
     }
-    Ok(NodeInfo { kn, host, cores })
+    Ok(NodeInfo {
+        kn,
+        incarnation,
+        host,
+        cores,
+    })
 }
 
 fn read_hot_key(reader: &mut Reader<'_>) -> Result<HotKey, MapError> {
@@ -466,10 +499,12 @@ mod tests {
     use proptest::prelude::*;
     use proptest::sample::Index;
 
-    /// One node, kn 7 on host "h", with cores 0 and 1 splitting the slots in half, at epoch 5.
+    /// One node, kn 7 (incarnation 0x0102) on host "h", with cores 0 and 1 splitting the slots
+    /// in half, at epoch 5.
     fn small_map() -> ClusterMap {
         ClusterMap::single_node(
             KnId(7),
+            Incarnation(0x0102),
             "h",
             &[(CoreId(0), 7000, ChainId(1)), (CoreId(1), 7001, ChainId(2))],
             Epoch(5),
@@ -478,19 +513,20 @@ mod tests {
     }
 
     /// `small_map` encoded by hand from the layout in the module documentation.
-    const SMALL_MAP_BYTES: [u8; 73] = [
+    const SMALL_MAP_BYTES: [u8; 81] = [
         b'D', b'N', b'C', b'M', // magic
-        1, 0, // format version
+        2, 0, // format version
         0, 0, // flags
         5, 0, 0, 0, 0, 0, 0, 0, // epoch
-        73, 0, 0, 0, // total length
+        81, 0, 0, 0, // total length
         1, 0, // node count
         2, 0, // slot range count
         0, 0, // hot key count
         0, 0, // reserved
         7, 0, 0, 0, // node: kn
         1, 0, // host length
-        2, 0,    // core count
+        2, 0, // core count
+        2, 1, 0, 0, 0, 0, 0, 0,    // incarnation
         b'h', // host
         0, 0, 0x58, 0x1B, 1, 0, 0, 0, // core 0, port 7000, chain 1
         1, 0, 0x59, 0x1B, 2, 0, 0, 0, // core 1, port 7001, chain 2
@@ -498,8 +534,15 @@ mod tests {
         0x00, 0x20, 0xFF, 0x3F, 7, 0, 0, 0, 1, 0, // slots 8192..=16383 to kn 7 core 1
     ];
 
+    /// `small_map` as a version-1 writer stored it: no incarnation in the node record.
+    const SMALL_MAP_BYTES_V1: [u8; 73] = [
+        b'D', b'N', b'C', b'M', 1, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 73, 0, 0, 0, 1, 0, 2, 0, 0, 0,
+        0, 0, 7, 0, 0, 0, 1, 0, 2, 0, b'h', 0, 0, 0x58, 0x1B, 1, 0, 0, 0, 1, 0, 0x59, 0x1B, 2, 0,
+        0, 0, 0x00, 0x00, 0xFF, 0x1F, 7, 0, 0, 0, 0, 0, 0x00, 0x20, 0xFF, 0x3F, 7, 0, 0, 0, 1, 0,
+    ];
+
     /// Offset of the second range's owner core id in `SMALL_MAP_BYTES`.
-    const SECOND_RANGE_CORE_OFFSET: usize = 71;
+    const SECOND_RANGE_CORE_OFFSET: usize = 79;
 
     fn patched(offset: usize, bytes: &[u8]) -> Vec<u8> {
         let mut out = SMALL_MAP_BYTES.to_vec();
@@ -519,10 +562,11 @@ mod tests {
             owner,
         };
         ClusterMap::new(
-            Epoch(u64::MAX - 1),
+            Epoch(u32::MAX - 1),
             vec![
                 NodeInfo {
                     kn: KnId(u32::MAX),
+                    incarnation: Incarnation(u64::MAX),
                     host: "kn-ä.example".to_owned(),
                     cores: vec![CoreInfo {
                         core: CoreId(u16::MAX),
@@ -532,6 +576,7 @@ mod tests {
                 },
                 NodeInfo {
                     kn: KnId(0),
+                    incarnation: Incarnation::NONE,
                     host: "127.0.0.1".to_owned(),
                     cores: vec![
                         CoreInfo {
@@ -575,6 +620,28 @@ mod tests {
     }
 
     #[test]
+    fn a_version_one_map_reads_without_incarnations() {
+        let mut expected = small_map();
+        expected = ClusterMap::new(
+            expected.epoch(),
+            expected
+                .nodes()
+                .iter()
+                .map(|node| NodeInfo {
+                    incarnation: Incarnation::NONE,
+                    ..node.clone()
+                })
+                .collect(),
+            expected.slots().to_vec(),
+            Vec::new(),
+        )
+        .unwrap();
+        assert_eq!(decode(&SMALL_MAP_BYTES_V1), Ok(expected.clone()));
+        // It is stored again in the current format.
+        assert_eq!(encode(&expected)[4], 2);
+    }
+
+    #[test]
     fn a_map_with_every_kind_of_record_round_trips() {
         let map = full_map();
         let bytes = encode(&map);
@@ -605,8 +672,15 @@ mod tests {
             Err(MapError::BadMagic { found: *b"DNCX" })
         );
         assert_eq!(
-            decode(&patched(4, &[2, 0])),
-            Err(MapError::UnsupportedVersion { version: 2 })
+            decode(&patched(4, &[3, 0])),
+            Err(MapError::UnsupportedVersion { version: 3 })
+        );
+        assert_eq!(
+            decode(&patched(12, &[1, 0, 0, 0])),
+            Err(MapError::EpochOutOfRange {
+                offset: 8,
+                value: (1 << 32) + 5
+            })
         );
         assert_eq!(
             decode(&patched(6, &[0, 1])),
@@ -617,10 +691,10 @@ mod tests {
             Err(MapError::ReservedNotZero { offset: 26 })
         );
         assert_eq!(
-            decode(&patched(16, &[72, 0, 0, 0])),
+            decode(&patched(16, &[80, 0, 0, 0])),
             Err(MapError::LengthMismatch {
-                header: 72,
-                actual: 73
+                header: 80,
+                actual: 81
             })
         );
         assert_eq!(decode(&[]), Err(MapError::Truncated { offset: 0 }));
@@ -693,13 +767,13 @@ mod tests {
     #[test]
     fn decode_refuses_bad_fields() {
         assert_eq!(
-            decode(&patched(36, &[0xFF])),
+            decode(&patched(44, &[0xFF])),
             Err(MapError::HostNotUtf8 { kn: KnId(7) })
         );
         assert_eq!(
-            decode(&patched(65, &[0x00, 0x40])),
+            decode(&patched(73, &[0x00, 0x40])),
             Err(MapError::SlotOutOfRange {
-                offset: 65,
+                offset: 73,
                 value: 16384
             })
         );
@@ -709,8 +783,8 @@ mod tests {
     fn decode_refuses_bytes_after_the_last_record() {
         let mut bytes = SMALL_MAP_BYTES.to_vec();
         bytes.push(0);
-        bytes[16] = 74;
-        assert_eq!(decode(&bytes), Err(MapError::TrailingBytes { offset: 73 }));
+        bytes[16] = 82;
+        assert_eq!(decode(&bytes), Err(MapError::TrailingBytes { offset: 81 }));
     }
 
     #[test]
@@ -732,7 +806,7 @@ mod tests {
         );
         // Port 7001 becomes 7000, the first core's port on the same host.
         assert_eq!(
-            decode(&patched(47, &[0x58])),
+            decode(&patched(55, &[0x58])),
             Err(MapError::DuplicatePort {
                 host: "h".to_owned(),
                 port: 7000
@@ -742,7 +816,7 @@ mod tests {
 
     #[test]
     fn peek_encoded_len_reads_the_header_alone() {
-        assert_eq!(peek_encoded_len(&SMALL_MAP_BYTES[..HEADER_BYTES]), Ok(73));
+        assert_eq!(peek_encoded_len(&SMALL_MAP_BYTES[..HEADER_BYTES]), Ok(81));
         assert_eq!(
             peek_encoded_len(&SMALL_MAP_BYTES[..HEADER_BYTES - 1]),
             Err(MapError::Truncated { offset: 26 })
@@ -766,11 +840,14 @@ mod tests {
     }
 
     /// Whatever `decode` makes of `bytes`, it must not panic, and what it accepts must be a valid
-    /// map whose encoding is exactly `bytes` (the format has one encoding per map).
+    /// map whose encoding is exactly `bytes` if they are of the current version (the format has
+    /// one encoding per map).
     fn check_decode_is_total_and_canonical(bytes: &[u8]) -> Result<(), TestCaseError> {
         if let Ok(map) = decode(bytes) {
             prop_assert_eq!(map.validate(), Ok(()));
-            prop_assert_eq!(encode(&map), bytes);
+            if bytes[4..6] == FORMAT_VERSION.to_le_bytes() {
+                prop_assert_eq!(encode(&map), bytes);
+            }
         }
         Ok(())
     }
@@ -791,14 +868,14 @@ mod tests {
 
         #[test]
         fn decode_never_panics_on_arbitrary_records_after_a_good_header(
-            epoch in any::<u64>(),
+            epoch in any::<u32>(),
             counts in (0u16..4, 0u16..40, 0u16..4),
             body in vec(any::<u8>(), 0..1024),
         ) {
             let mut bytes = MAGIC.to_vec();
             bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
             bytes.extend_from_slice(&[0, 0]);
-            bytes.extend_from_slice(&epoch.to_le_bytes());
+            bytes.extend_from_slice(&u64::from(epoch).to_le_bytes());
             let total = u32::try_from(HEADER_BYTES + body.len()).unwrap();
             bytes.extend_from_slice(&total.to_le_bytes());
             bytes.extend_from_slice(&counts.0.to_le_bytes());

@@ -24,4 +24,4 @@ pub use map::{
     owner_of, reassign, reconfigure, slots_of, split_evenly,
 };
 pub use slots::{crc16, slot_of};
-pub use types::{ChainId, CoreId, Epoch, KnId, SLOT_COUNT, Slot};
+pub use types::{ChainId, CoreId, Epoch, Incarnation, KnId, SLOT_COUNT, Slot};

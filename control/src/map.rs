@@ -29,7 +29,7 @@ use crate::constants::{
     HOT_KEY_REPLICA_COUNT_MAX, MAP_ENCODED_BYTES_MAX, NODE_CORE_COUNT_MAX, NODE_COUNT_MAX,
     SLOT_RANGE_COUNT_MAX,
 };
-use crate::types::{ChainId, CoreId, Epoch, KnId, SLOT_COUNT, Slot};
+use crate::types::{ChainId, CoreId, Epoch, Incarnation, KnId, SLOT_COUNT, Slot};
 
 /// A worker core that owns slots: the compute node and the core within it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -62,6 +62,9 @@ pub struct CoreInfo {
 pub struct NodeInfo {
     /// The node's id.
     pub kn: KnId,
+    /// The run of the node that owns its slots and chains ([`Incarnation::NONE`] in maps that
+    /// predate incarnations).
+    pub incarnation: Incarnation,
     /// The host name or address at which clients reach the node's cores.
     pub host: String,
     /// The node's worker cores.
@@ -151,6 +154,8 @@ pub enum MapError {
     /// Two nodes with one id.
     #[error("kn {kn} appears twice")]
     DuplicateKn { kn: KnId },
+    #[error("incarnation {incarnation} runs two nodes")]
+    DuplicateIncarnation { incarnation: Incarnation },
     /// Two cores with one id on one node.
     #[error("{owner} appears twice")]
     DuplicateCore { owner: Owner },
@@ -161,7 +166,7 @@ pub enum MapError {
     #[error("two cores listen on {host}:{port}")]
     DuplicatePort { host: String, port: u16 },
     /// Two cores that would append to one log chain.
-    #[error("log chain {chain} belongs to two cores")]
+    #[error("{chain} belongs to two cores")]
     DuplicateChain { chain: ChainId },
     /// A slot range whose end comes before its start.
     #[error("slot range {start}..={end} ends before it starts")]
@@ -214,6 +219,8 @@ pub enum MapError {
     /// The epoch counter has no next value.
     #[error("the epoch counter is exhausted")]
     EpochOverflow,
+    #[error("epoch {value} at byte {offset} does not fit in 32 bits")]
+    EpochOutOfRange { offset: usize, value: u64 },
     /// An encoding longer than [`MAP_ENCODED_BYTES_MAX`].
     #[error("{bytes} bytes are more than the {MAP_ENCODED_BYTES_MAX} an encoded map may have")]
     TooLarge { bytes: usize },
@@ -289,14 +296,16 @@ impl ClusterMap {
         Ok(map)
     }
 
-    /// A one-node cluster whose cores split the slots evenly, in the order given, as contiguous
-    /// ranges (see [`split_evenly`]). Each core is `(core id, client port, log chain)`.
+    /// A one-node cluster, run by `incarnation`, whose cores split the slots evenly, in the order
+    /// given, as contiguous ranges (see [`split_evenly`]). Each core is `(core id, client port,
+    /// log chain)`.
     ///
     /// # Errors
     ///
     /// [`MapError::NodeWithoutCores`] for no cores, otherwise the first invariant broken.
     pub fn single_node(
         kn: KnId,
+        incarnation: Incarnation,
         host: &str,
         cores: &[(CoreId, u16, ChainId)],
         epoch: Epoch,
@@ -306,6 +315,7 @@ impl ClusterMap {
         }
         let node = NodeInfo {
             kn,
+            incarnation,
             host: host.to_owned(),
             cores: cores
                 .iter()
@@ -396,6 +406,7 @@ impl ClusterMap {
             return Err(MapError::TooManyCores { count: core_count });
         }
         let mut kns = HashSet::with_capacity(self.nodes.len());
+        let mut incarnations = HashSet::with_capacity(self.nodes.len());
         let mut owners = HashSet::with_capacity(core_count);
         let mut endpoints = HashSet::with_capacity(core_count);
         let mut chains = HashSet::with_capacity(core_count);
@@ -403,6 +414,11 @@ impl ClusterMap {
             let kn = node.kn;
             if !kns.insert(kn) {
                 return Err(MapError::DuplicateKn { kn });
+            }
+            if node.incarnation.is_some() && !incarnations.insert(node.incarnation) {
+                return Err(MapError::DuplicateIncarnation {
+                    incarnation: node.incarnation,
+                });
             }
             if node.host.is_empty() {
                 return Err(MapError::HostEmpty { kn });
@@ -759,6 +775,7 @@ mod tests {
     fn node(kn: u32, host: &str, cores: &[(u16, u16, u32)]) -> NodeInfo {
         NodeInfo {
             kn: KnId(kn),
+            incarnation: Incarnation(u64::from(kn) << 8),
             host: host.to_owned(),
             cores: cores
                 .iter()
@@ -818,7 +835,8 @@ mod tests {
             (CoreId(1), 7001, ChainId(1)),
             (CoreId(2), 7002, ChainId(2)),
         ];
-        let map = ClusterMap::single_node(KnId(9), "127.0.0.1", &cores, Epoch(1)).unwrap();
+        let map = ClusterMap::single_node(KnId(9), Incarnation(1), "127.0.0.1", &cores, Epoch(1))
+            .unwrap();
         assert_eq!(
             map.slots(),
             [
@@ -833,7 +851,7 @@ mod tests {
     #[test]
     fn single_node_needs_a_core() {
         assert_eq!(
-            ClusterMap::single_node(KnId(1), "h", &[], Epoch(0)),
+            ClusterMap::single_node(KnId(1), Incarnation(1), "h", &[], Epoch(0)),
             Err(MapError::NodeWithoutCores { kn: KnId(1) })
         );
     }
@@ -1214,7 +1232,7 @@ mod tests {
             })
         );
         let mut last = map.clone();
-        last.epoch = Epoch(u64::MAX);
+        last.epoch = Epoch(u32::MAX);
         assert_eq!(reassign(&last, &[]), Err(MapError::EpochOverflow));
     }
 
@@ -1269,7 +1287,7 @@ mod tests {
     proptest! {
         #[test]
         fn single_node_gives_each_core_one_balanced_contiguous_range(cores in single_node_cores()) {
-            let map = ClusterMap::single_node(KnId(1), "h", &cores, Epoch(0)).unwrap();
+            let map = ClusterMap::single_node(KnId(1), Incarnation(1), "h", &cores, Epoch(0)).unwrap();
             prop_assert_eq!(map.validate(), Ok(()));
             let mut owners_per_slot = vec![0usize; usize::from(SLOT_COUNT)];
             let mut sizes = Vec::new();
@@ -1343,7 +1361,7 @@ mod tests {
             map in strategies::cluster_map(),
             raw in vec((0..SLOT_COUNT, 0..SLOT_COUNT, any::<Index>()), 0..6),
         ) {
-            prop_assume!(map.epoch() < Epoch(u64::MAX));
+            prop_assume!(map.epoch() < Epoch(u32::MAX));
             let owners: Vec<Owner> = map.owners().collect();
             let changes: Vec<SlotRange> = raw
                 .iter()

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 
 use crate::map::{ClusterMap, CoreInfo, HotKey, NodeInfo, Owner, SlotRange};
-use crate::types::{ChainId, CoreId, Epoch, KnId, SLOT_COUNT, Slot};
+use crate::types::{ChainId, CoreId, Epoch, Incarnation, KnId, SLOT_COUNT, Slot};
 
 /// Up to this many extra cut points split the keyspace into at most one more range than this.
 const CUT_COUNT_MAX: usize = 48;
@@ -32,6 +32,8 @@ pub(crate) fn nodes() -> impl Strategy<Value = Vec<NodeInfo>> {
                 .zip(hosts)
                 .map(|((kn, core_ids), host)| NodeInfo {
                     kn: KnId(kn),
+                    // Distinct per node, and sometimes none (a map of format version 1).
+                    incarnation: Incarnation(u64::from(kn) * u64::from(kn % 3 != 0)),
                     host,
                     cores: core_ids
                         .into_iter()
@@ -118,7 +120,7 @@ pub(crate) fn cluster_map() -> impl Strategy<Value = ClusterMap> {
             (vec(any::<u8>(), 1..=32), vec(any::<Index>(), 1..=3)),
             0..=3,
         ),
-        any::<u64>(),
+        any::<u32>(),
     )
         .prop_map(|(nodes, (cuts, picks), hot_raw, epoch)| {
             let owners = owners_of(&nodes);
@@ -130,7 +132,7 @@ pub(crate) fn cluster_map() -> impl Strategy<Value = ClusterMap> {
 
 /// Two valid maps over the same nodes with independent assignments.
 pub(crate) fn map_pair() -> impl Strategy<Value = (ClusterMap, ClusterMap)> {
-    (nodes(), assignment(), assignment(), any::<u64>()).prop_map(
+    (nodes(), assignment(), assignment(), any::<u32>()).prop_map(
         |(nodes, (cuts_a, picks_a), (cuts_b, picks_b), epoch)| {
             let owners = owners_of(&nodes);
             let a = ClusterMap::new(

@@ -1,12 +1,16 @@
 //! Newtypes for the identifiers the control plane hands around.
 //!
-//! A slot, a compute node, a worker core, an epoch and a log chain are all small integers; wrapping
-//! each in its own type means one can never be passed where another is expected. [`Slot`] is the
+//! A slot, a compute node, a worker core, an incarnation, an epoch and a log chain are all
+//! integers; wrapping each in its own type means one can never be passed where another is
+//! expected. [`Epoch`] and [`ChainId`] are stored in the pool and defined by `dinomo-pmem`;
+//! they are re-exported here. [`Slot`] is the
 //! only one with a range restriction (below [`SLOT_COUNT`]), so its field is private and every
 //! constructor keeps it in range; the others accept any value of their integer type. `Display`
 //! prints the bare number, so the values drop straight into protocol replies such as `-MOVED`.
 
 use std::fmt;
+
+pub use dinomo_pmem::{ChainId, Epoch};
 
 /// Number of slots the keyspace is cut into, as in Redis Cluster.
 pub const SLOT_COUNT: u16 = 16384;
@@ -87,34 +91,30 @@ impl fmt::Display for CoreId {
     }
 }
 
-/// The version of a cluster map; every change of ownership makes a map with a higher epoch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Epoch(pub u64);
+/// One run of a compute node: a random, non-zero number a KN process picks when it starts and
+/// shows the memory node in its handshake. The cluster map names the incarnation that owns each
+/// node's slots and chains, so a restarted or duplicated process (same [`KnId`], another
+/// incarnation) can never be mistaken for the one the map names, and a fenced incarnation stays
+/// fenced however it reconnects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Incarnation(pub u64);
 
-impl Epoch {
-    /// The epoch that follows this one, or `None` if the counter is exhausted.
+impl Incarnation {
+    /// No incarnation: what a map of format version 1 records (it predates incarnations), and
+    /// what an unbound connection shows. It is never live.
+    pub const NONE: Incarnation = Incarnation(0);
+
+    /// Whether this names a real incarnation.
     #[must_use]
-    pub const fn next(self) -> Option<Epoch> {
-        match self.0.checked_add(1) {
-            Some(value) => Some(Epoch(value)),
-            None => None,
-        }
+    pub const fn is_some(self) -> bool {
+        self.0 != 0
     }
 }
 
-impl fmt::Display for Epoch {
+impl fmt::Display for Incarnation {
+    /// Sixteen hex digits, as logs and error messages print it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-/// Identifies a persistent log chain in the memory pool; each worker core appends to its own.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ChainId(pub u32);
-
-impl fmt::Display for ChainId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        write!(f, "{:016x}", self.0)
     }
 }
 
@@ -147,7 +147,14 @@ mod tests {
     #[test]
     fn epoch_next_stops_at_the_end_of_the_counter() {
         assert_eq!(Epoch(7).next(), Some(Epoch(8)));
-        assert_eq!(Epoch(u64::MAX).next(), None);
+        assert_eq!(Epoch(u32::MAX).next(), None);
+    }
+
+    #[test]
+    fn incarnation_prints_sixteen_hex_digits() {
+        assert_eq!(Incarnation(0xab).to_string(), "00000000000000ab");
+        assert!(!Incarnation::NONE.is_some());
+        assert!(Incarnation(1).is_some());
     }
 
     #[test]
@@ -156,6 +163,6 @@ mod tests {
         assert_eq!(KnId(3).to_string(), "3");
         assert_eq!(CoreId(2).to_string(), "2");
         assert_eq!(Epoch(9).to_string(), "9");
-        assert_eq!(ChainId(11).to_string(), "11");
+        assert_eq!(ChainId(11).to_string(), "chain 11");
     }
 }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use dinomo_dataplane::fabric::local::{LocalFabric, LocalOptions};
 use dinomo_dataplane::fabric::tcp::{TcpFabric, TcpRpcForwarder, TcpServer, TcpServerConfig};
 use dinomo_dataplane::fabric::{
-    Completion, CompletionData, DOORBELL_VERBS_MAX, Fabric, PostError, QP_IN_FLIGHT_MAX, QueuePair,
-    RPC_BYTES_MAX, RpcHandler, VERB_BYTES_MAX, Verb, VerbError, VerbKind, WrId,
+    Completion, CompletionData, DOORBELL_VERBS_MAX, Fabric, PeerId, PostError, QP_IN_FLIGHT_MAX,
+    QueuePair, RPC_BYTES_MAX, RpcHandler, VERB_BYTES_MAX, Verb, VerbError, VerbKind, WrId,
 };
 use dinomo_pmem::{MemBackend, PoolOffset, SharedBackend};
 
@@ -43,7 +43,7 @@ impl Gate {
 struct Echo(Arc<Gate>);
 
 impl RpcHandler for Echo {
-    fn handle(&self, request: &[u8]) -> Vec<u8> {
+    fn handle(&self, _peer: PeerId, request: &[u8]) -> Vec<u8> {
         if request == b"gate" {
             let deadline = Instant::now() + HANG;
             let mut open = self.0.open.lock().unwrap();

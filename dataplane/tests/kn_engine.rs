@@ -344,6 +344,6 @@ fn with_epoch(
     mut cfg: dinomo_dataplane::kn::EngineConfig,
     epoch: u32,
 ) -> dinomo_dataplane::kn::EngineConfig {
-    cfg.epoch = epoch;
+    cfg.epoch = dinomo_pmem::Epoch(epoch);
     cfg
 }

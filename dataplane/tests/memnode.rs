@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dinomo_control::{ClusterMap, CoreId, Incarnation, KnId};
 use dinomo_dataplane::fabric::local::{LocalFabric, LocalOptions};
 use dinomo_dataplane::fabric::{
     CompletionData, Fabric, QueuePair, RpcHandler, Verb, WrId, wait_for, wait_for_until,
 };
-use dinomo_dataplane::mn::client::{ClientError, rpc, rpc_timeout};
+use dinomo_dataplane::mn::client::{ClientError, MnClient, rpc, rpc_timeout};
 use dinomo_dataplane::mn::memnode::{
     CreateMode, Durability, MemnodeConfig, MemoryNode, MnError, NodeOptions,
 };
@@ -22,8 +23,8 @@ use dinomo_dataplane::mn::proto::{ErrorCode, PROTO_VERSION, Request, Response};
 use dinomo_index::IndexConfig;
 use dinomo_pmem::error::AppendError;
 use dinomo_pmem::{
-    BlockId, BlockState, ChainId, Layout, MemBackend, Op, PoolConfig, PoolError, SharedBackend,
-    Staging, Version,
+    BlockId, BlockState, ChainId, Epoch, Layout, MemBackend, Op, PoolConfig, PoolError,
+    SharedBackend, Staging, Version,
 };
 
 /// Pool of most tests, with small blocks so that batches cross blocks.
@@ -33,11 +34,15 @@ const BLOCK_BYTES: u64 = 4096;
 const BATCH_BYTES_MAX: u64 = 16 << 10;
 /// Deadline that turns a hang into a failure.
 const HANG: Duration = Duration::from_secs(30);
+/// The incarnation the tests' connections say hello as; the map a test stores gives it every
+/// chain.
+const INCARNATION: Incarnation = Incarnation(0x7e57_0001);
 
 struct Setup {
     backend: SharedBackend,
     node: Arc<MemoryNode>,
     fabric: LocalFabric,
+    claimed: std::sync::OnceLock<()>,
 }
 
 fn options(merge_threads: usize) -> NodeOptions {
@@ -68,12 +73,48 @@ fn serve(backend: SharedBackend, node: Arc<MemoryNode>) -> Setup {
         backend,
         node,
         fabric,
+        claimed: std::sync::OnceLock::new(),
     }
 }
 
+/// A map of one node run by `incarnation` whose cores write every chain of the pool.
+fn map_of_every_chain(
+    layout: &Layout,
+    kn: u32,
+    incarnation: Incarnation,
+    epoch: Epoch,
+) -> ClusterMap {
+    let cores: Vec<(CoreId, u16, ChainId)> = (0..layout.chain_count.min(256))
+        .map(|c| (CoreId(c as u16), 1000 + c as u16, ChainId(c)))
+        .collect();
+    ClusterMap::single_node(KnId(kn), incarnation, "writer", &cores, epoch).expect("a valid map")
+}
+
 impl Setup {
+    /// A queue pair that said hello as [`INCARNATION`].
     fn qp(&self) -> Box<dyn QueuePair> {
-        self.fabric.connect().expect("local queue pair")
+        let mut qp = self.fabric.connect().expect("local queue pair");
+        MnClient::new(&mut *qp).hello(INCARNATION).expect("hello");
+        qp
+    }
+    /// A queue pair that may attach any chain: the stored map gives them all to [`INCARNATION`].
+    fn attach_qp(&self) -> Box<dyn QueuePair> {
+        self.claimed.get_or_init(|| {
+            let layout = self.layout();
+            MnClient::new(&mut *self.qp())
+                .store_next_map(|epoch| Ok(map_of_every_chain(&layout, 1, INCARNATION, epoch)))
+                .expect("the test map is stored");
+        });
+        self.qp()
+    }
+    /// `Attach` of `chain` on a new connection (closed again when this returns).
+    fn attach(&self, chain: u32) -> Response {
+        call(
+            &mut *self.attach_qp(),
+            Request::Attach {
+                chain: ChainId(chain),
+            },
+        )
     }
     fn layout(&self) -> Layout {
         *self.node.pool().layout()
@@ -116,8 +157,8 @@ struct Writer {
 }
 
 impl Writer {
-    fn attach(s: &Setup, chain: u32, session: u64) -> Writer {
-        let mut qp = s.qp();
+    fn attach(s: &Setup, chain: u32) -> Writer {
+        let mut qp = s.attach_qp();
         let Response::Attached {
             head,
             used,
@@ -127,7 +168,6 @@ impl Writer {
             &mut *qp,
             Request::Attach {
                 chain: ChainId(chain),
-                session,
             },
         )
         else {
@@ -156,7 +196,7 @@ impl Writer {
     fn append(&mut self, op: Op, key: &[u8], value: &[u8]) -> BlockId {
         loop {
             let version = Version {
-                epoch: 1,
+                epoch: Epoch(1),
                 seq: self.next_seq,
             };
             match self.staging.append(op, key, value, version) {
@@ -223,6 +263,20 @@ impl Writer {
     fn head(&self) -> (BlockId, u64) {
         self.staging.head()
     }
+
+    /// One spare block for the chain, handed out and never linked.
+    fn spare(&mut self) -> BlockId {
+        let Response::Blocks(spare) = call(
+            &mut *self.qp,
+            Request::AllocBlocks {
+                chain: self.chain,
+                count: 1,
+            },
+        ) else {
+            panic!("expected Blocks")
+        };
+        spare[0]
+    }
 }
 
 fn key(i: usize) -> Vec<u8> {
@@ -256,9 +310,13 @@ fn hello_names_the_boot_and_the_pool() {
         boot,
         uuid,
         pool_size,
-    } = s.call(Request::Hello {
-        version: PROTO_VERSION,
-    })
+    } = call(
+        &mut *s.fabric.connect().unwrap(),
+        Request::Hello {
+            version: PROTO_VERSION,
+            incarnation: Incarnation::NONE,
+        },
+    )
     else {
         panic!("expected Hello")
     };
@@ -268,7 +326,8 @@ fn hello_names_the_boot_and_the_pool() {
     assert_eq!(pool_size, POOL_BYTES);
     assert_eq!(
         s.refused(Request::Hello {
-            version: PROTO_VERSION + 1
+            version: PROTO_VERSION + 1,
+            incarnation: Incarnation::NONE,
         }),
         ErrorCode::BadRequest
     );
@@ -283,10 +342,7 @@ fn attach_on_an_empty_chain_allocates_a_block() {
         head,
         used,
         next_seq,
-    } = s.call(Request::Attach {
-        chain: ChainId(3),
-        session: 0xABCD,
-    })
+    } = s.attach(3)
     else {
         panic!("expected Attached")
     };
@@ -303,12 +359,9 @@ fn attach_on_an_empty_chain_allocates_a_block() {
     assert_eq!(s.node.allocator().free_count(), free_before - 1);
     // The session word of the chain's log table line (FORMAT.md §4).
     let session_off = s.layout().chain_off(ChainId(3)).get() + 8;
-    assert_eq!(s.backend.load(session_off), 0xABCD);
+    assert_eq!(s.backend.load(session_off), INCARNATION.0);
     // Attaching again reuses the block.
-    let Response::Attached { head: again, .. } = s.call(Request::Attach {
-        chain: ChainId(3),
-        session: 0xABCE,
-    }) else {
+    let Response::Attached { head: again, .. } = s.attach(3) else {
         panic!("expected Attached")
     };
     assert_eq!(again, head);
@@ -318,7 +371,7 @@ fn attach_on_an_empty_chain_allocates_a_block() {
 #[test]
 fn attach_after_writes_continues_the_sequence_and_merges_the_tail() {
     let s = setup(0);
-    let mut w = Writer::attach(&s, 0, 1);
+    let mut w = Writer::attach(&s, 0);
     for round in 0..3 {
         for i in 0..40 {
             w.put(&key(i), &value(i, round));
@@ -328,26 +381,20 @@ fn attach_after_writes_continues_the_sequence_and_merges_the_tail() {
     w.delete(&key(7));
     w.commit();
     // A spare handed out but never linked: the next attach frees it.
-    let Response::Blocks(spare) = s.call(Request::AllocBlocks {
-        chain: ChainId(0),
-        count: 1,
-    }) else {
-        panic!("expected Blocks")
-    };
+    let spare = [w.spare()];
     let (head, used) = w.head();
     let written = w.next_seq - 1;
     assert_eq!(written, 121);
     assert_eq!(s.value(&key(1)), None, "nothing merged yet");
+    // The writer's connection closes: the chain is free for a new session.
+    drop(w);
 
     let Response::Attached {
         head: head2,
         used: used2,
         next_seq,
         ..
-    } = s.call(Request::Attach {
-        chain: ChainId(0),
-        session: 2,
-    })
+    } = s.attach(0)
     else {
         panic!("expected Attached")
     };
@@ -364,7 +411,7 @@ fn attach_after_writes_continues_the_sequence_and_merges_the_tail() {
         BlockState::Free { .. }
     ));
     // The chain keeps going after the new session's sequence.
-    let mut w2 = Writer::attach(&s, 0, 3);
+    let mut w2 = Writer::attach(&s, 0);
     assert_eq!(w2.next_seq, written + 1);
     w2.put(&key(7), b"back");
     w2.commit();
@@ -375,24 +422,29 @@ fn attach_after_writes_continues_the_sequence_and_merges_the_tail() {
 #[test]
 fn alloc_blocks_hands_out_distinct_reserved_blocks() {
     let s = setup(0);
+    let mut qp = s.attach_qp();
     assert_eq!(
-        s.refused(Request::AllocBlocks {
-            chain: ChainId(2),
-            count: 1
-        }),
-        ErrorCode::BadRequest,
+        refused(
+            &mut *qp,
+            Request::AllocBlocks {
+                chain: ChainId(2),
+                count: 1
+            }
+        ),
+        ErrorCode::NotOwner,
         "a chain attaches before it asks for spares"
     );
-    let Response::Attached { head, .. } = s.call(Request::Attach {
-        chain: ChainId(2),
-        session: 1,
-    }) else {
+    let Response::Attached { head, .. } = call(&mut *qp, Request::Attach { chain: ChainId(2) })
+    else {
         panic!("expected Attached")
     };
-    let Response::Blocks(blocks) = s.call(Request::AllocBlocks {
-        chain: ChainId(2),
-        count: 8,
-    }) else {
+    let Response::Blocks(blocks) = call(
+        &mut *qp,
+        Request::AllocBlocks {
+            chain: ChainId(2),
+            count: 8,
+        },
+    ) else {
         panic!("expected Blocks")
     };
     assert_eq!(blocks.len(), 8);
@@ -416,7 +468,7 @@ fn alloc_blocks_hands_out_distinct_reserved_blocks() {
     let mut handed_out = blocks.len() + 1;
     loop {
         match rpc(
-            &mut *s.qp(),
+            &mut *qp,
             &Request::AllocBlocks {
                 chain: ChainId(2),
                 count: 8,
@@ -446,7 +498,7 @@ fn alloc_blocks_hands_out_distinct_reserved_blocks() {
 #[test]
 fn merge_all_makes_entries_visible() {
     let s = setup(0);
-    let mut w = Writer::attach(&s, 1, 1);
+    let mut w = Writer::attach(&s, 1);
     for i in 0..200 {
         w.put(&key(i), &value(i, 0));
     }
@@ -487,9 +539,7 @@ fn merge_all_makes_entries_visible() {
 #[test]
 fn failover_merges_several_chains() {
     let s = setup(0);
-    let mut writers: Vec<Writer> = (0..3)
-        .map(|c| Writer::attach(&s, c, 10 + c as u64))
-        .collect();
+    let mut writers: Vec<Writer> = (0..3).map(|c| Writer::attach(&s, c)).collect();
     for (c, w) in writers.iter_mut().enumerate() {
         for i in 0..30 {
             w.put(&key(c * 100 + i), &value(i, c));
@@ -525,7 +575,7 @@ fn failover_merges_several_chains() {
 #[test]
 fn indirect_cells_install_and_remove() {
     let s = setup(0);
-    let mut w = Writer::attach(&s, 0, 1);
+    let mut w = Writer::attach(&s, 0);
     w.put(b"hot", b"v1");
     w.commit();
     assert_eq!(
@@ -576,61 +626,199 @@ fn indirect_cells_install_and_remove() {
     );
 }
 
+/// Stores `map` with `expected` as the stored epoch.
+fn put_map(qp: &mut dyn QueuePair, expected: u32, map: &ClusterMap) -> Result<Response, ErrorCode> {
+    match rpc(
+        qp,
+        &Request::PutClusterMap {
+            expected: Epoch(expected),
+            payload: dinomo_control::encode(map),
+        },
+    ) {
+        Ok(response) => Ok(response),
+        Err(ClientError::Refused { code, .. }) => Err(code),
+        Err(e) => panic!("PutClusterMap failed: {e}"),
+    }
+}
+
 #[test]
-fn cluster_map_get_and_put_with_epochs() {
+fn cluster_map_is_a_compare_and_swap_of_validated_maps() {
     let s = setup(0);
+    let layout = s.layout();
+    let mut qp = s.qp();
     assert_eq!(s.call(Request::GetClusterMap), Response::ClusterMap(None));
-    assert_eq!(
-        s.call(Request::PutClusterMap {
-            epoch: 1,
-            payload: b"map one".to_vec()
-        }),
-        Response::Stored
-    );
+    let one = map_of_every_chain(&layout, 1, INCARNATION, Epoch(1));
+    assert_eq!(put_map(&mut *qp, 0, &one), Ok(Response::Stored));
     assert_eq!(
         s.call(Request::GetClusterMap),
-        Response::ClusterMap(Some((1, b"map one".to_vec())))
+        Response::ClusterMap(Some((Epoch(1), dinomo_control::encode(&one))))
     );
-    for epoch in [0, 1] {
+    // The expected epoch must be the stored one, and the map's the next.
+    let two = map_of_every_chain(&layout, 1, INCARNATION, Epoch(2));
+    assert_eq!(put_map(&mut *qp, 0, &two), Err(ErrorCode::Stale));
+    assert_eq!(put_map(&mut *qp, 2, &two), Err(ErrorCode::Stale));
+    let three = map_of_every_chain(&layout, 1, INCARNATION, Epoch(3));
+    assert_eq!(put_map(&mut *qp, 1, &three), Err(ErrorCode::BadRequest));
+    // The payload must decode to a valid map whose chains the pool has.
+    for payload in [b"not a map".to_vec(), Vec::new()] {
         assert_eq!(
             s.refused(Request::PutClusterMap {
-                epoch,
-                payload: b"stale".to_vec()
+                expected: Epoch(1),
+                payload
             }),
-            ErrorCode::Stale
+            ErrorCode::BadRequest
         );
     }
-    assert_eq!(
-        s.call(Request::PutClusterMap {
-            epoch: 3,
-            payload: vec![7; 100]
-        }),
-        Response::Stored
-    );
-    assert_eq!(
-        s.call(Request::PutClusterMap {
-            epoch: 4,
-            payload: Vec::new()
-        }),
-        Response::Stored
-    );
-    assert_eq!(
-        s.call(Request::GetClusterMap),
-        Response::ClusterMap(Some((4, Vec::new())))
-    );
-    let area = s.layout().cluster_map_len;
+    let outside = ClusterMap::single_node(
+        KnId(1),
+        INCARNATION,
+        "writer",
+        &[(CoreId(0), 1000, ChainId(layout.chain_count))],
+        Epoch(2),
+    )
+    .unwrap();
+    assert_eq!(put_map(&mut *qp, 1, &outside), Err(ErrorCode::BadRequest));
+    let area = layout.cluster_map_len;
     assert_eq!(
         s.refused(Request::PutClusterMap {
-            epoch: 5,
+            expected: Epoch(1),
             payload: vec![1; area as usize]
         }),
         ErrorCode::BadRequest
     );
+    assert_eq!(put_map(&mut *qp, 1, &two), Ok(Response::Stored));
     assert_eq!(
         s.call(Request::GetClusterMap),
-        Response::ClusterMap(Some((4, Vec::new()))),
-        "a refused map changes nothing"
+        Response::ClusterMap(Some((Epoch(2), dinomo_control::encode(&two)))),
+        "refused maps changed nothing"
     );
+}
+
+#[test]
+fn a_map_may_not_take_the_slots_of_a_live_incarnation() {
+    let s = setup(0);
+    let layout = s.layout();
+    // `INCARNATION` is live while its connection is open.
+    let mut owner = s.qp();
+    let mine = map_of_every_chain(&layout, 1, INCARNATION, Epoch(1));
+    assert_eq!(put_map(&mut *owner, 0, &mine), Ok(Response::Stored));
+    let other = Incarnation(0x0e11);
+    let mut rival = s.fabric.connect().unwrap();
+    MnClient::new(&mut *rival).hello(other).unwrap();
+    let theirs = map_of_every_chain(&layout, 2, other, Epoch(2));
+    assert_eq!(put_map(&mut *rival, 1, &theirs), Err(ErrorCode::Conflict));
+    // The same kn id with another incarnation (a second process with the same --kn-id) too.
+    let restart = map_of_every_chain(&layout, 1, other, Epoch(2));
+    assert_eq!(put_map(&mut *rival, 1, &restart), Err(ErrorCode::Conflict));
+    // A map that keeps the live node as it is may be stored.
+    assert_eq!(
+        put_map(&mut *rival, 1, &mine_at(&mine, 2)),
+        Ok(Response::Stored)
+    );
+    // Once the owner's connection is gone it is not live: its slots may be taken, and it is
+    // fenced — it can never say hello again.
+    drop(owner);
+    assert!(!s.node.is_live(INCARNATION));
+    let taken = map_of_every_chain(&layout, 2, other, Epoch(3));
+    assert_eq!(put_map(&mut *rival, 2, &taken), Ok(Response::Stored));
+    assert_eq!(
+        refused(
+            &mut *s.fabric.connect().unwrap(),
+            Request::Hello {
+                version: PROTO_VERSION,
+                incarnation: INCARNATION
+            }
+        ),
+        ErrorCode::Fenced
+    );
+}
+
+/// `map` again at another epoch.
+fn mine_at(map: &ClusterMap, epoch: u32) -> ClusterMap {
+    ClusterMap::new(
+        Epoch(epoch),
+        map.nodes().to_vec(),
+        map.slots().to_vec(),
+        map.hot_keys().to_vec(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn attach_checks_the_chain_owner_in_the_map() {
+    let s = setup(0);
+    let layout = s.layout();
+    // No map: nobody owns a chain.
+    assert_eq!(
+        s.refused(Request::Attach { chain: ChainId(0) }),
+        ErrorCode::NotOwner
+    );
+    let other = Incarnation(0x0e11);
+    let mut qp = s.fabric.connect().unwrap();
+    MnClient::new(&mut *qp).hello(other).unwrap();
+    let theirs = map_of_every_chain(&layout, 2, other, Epoch(1));
+    assert_eq!(put_map(&mut *qp, 0, &theirs), Ok(Response::Stored));
+    // A connection of another incarnation, or of none, may not write the chain.
+    assert_eq!(
+        s.refused(Request::Attach { chain: ChainId(0) }),
+        ErrorCode::NotOwner
+    );
+    let mut anonymous = s.fabric.connect().unwrap();
+    assert_eq!(
+        refused(&mut *anonymous, Request::Attach { chain: ChainId(0) }),
+        ErrorCode::NotOwner
+    );
+    // The owner may, on one connection at a time.
+    assert!(matches!(
+        call(&mut *qp, Request::Attach { chain: ChainId(0) }),
+        Response::Attached { .. }
+    ));
+    let mut second = s.fabric.connect().unwrap();
+    MnClient::new(&mut *second).hello(other).unwrap();
+    assert_eq!(
+        refused(&mut *second, Request::Attach { chain: ChainId(0) }),
+        ErrorCode::Conflict
+    );
+    // Spares go to the connection that attached the chain only.
+    assert_eq!(
+        refused(
+            &mut *second,
+            Request::AllocBlocks {
+                chain: ChainId(0),
+                count: 1
+            }
+        ),
+        ErrorCode::NotOwner
+    );
+    drop(qp);
+    assert!(matches!(
+        call(&mut *second, Request::Attach { chain: ChainId(0) }),
+        Response::Attached { .. }
+    ));
+}
+
+#[test]
+fn taking_over_from_a_dead_incarnation_merges_its_chains_first() {
+    let s = setup(0);
+    let mut w = Writer::attach(&s, 3);
+    for i in 0..20 {
+        w.put(&key(i), &value(i, 0));
+    }
+    w.commit();
+    assert_eq!(s.value(&key(0)), None, "nothing merged yet");
+    drop(w);
+    // A new incarnation takes every slot: the dead one's committed entries are in the index
+    // before the map that gives its chains away is stored.
+    let other = Incarnation(0x0e11);
+    let mut qp = s.fabric.connect().unwrap();
+    MnClient::new(&mut *qp).hello(other).unwrap();
+    let layout = s.layout();
+    MnClient::new(&mut *qp)
+        .store_next_map(|epoch| Ok(map_of_every_chain(&layout, 2, other, epoch)))
+        .unwrap();
+    for i in 0..20 {
+        assert_eq!(s.value(&key(i)), Some(value(i, 0)), "key {i}");
+    }
 }
 
 #[test]
@@ -690,10 +878,7 @@ fn malformed_requests_get_errors() {
     assert!(others.is_empty());
     // Well-formed requests that name things the pool does not have.
     for request in [
-        Request::Attach {
-            chain: ChainId(16),
-            session: 0,
-        },
+        Request::Attach { chain: ChainId(16) },
         Request::AllocBlocks {
             chain: ChainId(u32::MAX),
             count: 1,
@@ -707,13 +892,7 @@ fn malformed_requests_get_errors() {
         "bad requests do not fail the node"
     );
     // The node still serves.
-    assert!(matches!(
-        s.call(Request::Attach {
-            chain: ChainId(15),
-            session: 0
-        }),
-        Response::Attached { .. }
-    ));
+    assert!(matches!(s.attach(15), Response::Attached { .. }));
 }
 
 #[test]
@@ -721,7 +900,7 @@ fn background_merge_folds_every_committed_entry() {
     let s = setup(1);
     assert_eq!(s.node.start_background().unwrap(), 1);
     assert_eq!(s.node.start_background().unwrap(), 1, "started once");
-    let mut w = Writer::attach(&s, 4, 1);
+    let mut w = Writer::attach(&s, 4);
     let mut blocks = Vec::new();
     // Fill three blocks, so that at least two are sealed.
     while blocks.iter().collect::<HashSet<_>>().len() < 3 {
@@ -750,7 +929,7 @@ fn background_merge_folds_every_committed_entry() {
 fn shutdown_marks_a_clean_stop_and_refuses_writes() {
     let s = setup(1);
     s.node.start_background().unwrap();
-    let mut w = Writer::attach(&s, 0, 1);
+    let mut w = Writer::attach(&s, 0);
     for i in 0..100 {
         w.put(&key(i), &value(i, 0));
     }
@@ -794,7 +973,7 @@ fn shutdown_marks_a_clean_stop_and_refuses_writes() {
 #[test]
 fn recovery_merges_what_the_last_boot_left() {
     let s = setup(0);
-    let mut w = Writer::attach(&s, 5, 1);
+    let mut w = Writer::attach(&s, 5);
     for i in 0..150 {
         w.put(&key(i), &value(i, 1));
     }
@@ -823,7 +1002,7 @@ fn recovery_merges_what_the_last_boot_left() {
 #[test]
 fn after_a_pool_error_the_node_stops_taking_writes() {
     let s = setup(0);
-    let mut w = Writer::attach(&s, 0, 1);
+    let mut w = Writer::attach(&s, 0);
     w.put(b"k", b"v");
     w.commit();
     // Damage the checksum of a committed entry (FORMAT.md §7): only a media fault or a bug
@@ -839,13 +1018,7 @@ fn after_a_pool_error_the_node_stops_taking_writes() {
     assert!(failure.contains("corrupt"), "{failure}");
     // Writes elsewhere are refused too, with the reason; reads go on.
     let mut qp = s.qp();
-    match rpc(
-        &mut *qp,
-        &Request::Attach {
-            chain: ChainId(1),
-            session: 0,
-        },
-    ) {
+    match rpc(&mut *qp, &Request::Attach { chain: ChainId(1) }) {
         Err(ClientError::Refused { code, message }) => {
             assert_eq!(code, ErrorCode::Internal);
             assert!(message.contains("stopped taking writes"), "{message}");

@@ -17,7 +17,7 @@ use dinomo_dataplane::fabric::tcp::{
     TCP_HANDSHAKE_TIMEOUT_DEFAULT, TcpFabric, TcpServer, TcpServerConfig,
 };
 use dinomo_dataplane::fabric::{
-    CompletionData, Fabric, QueuePair, RpcHandler, Verb, VerbError, WrId, wait_for,
+    CompletionData, Fabric, PeerId, QueuePair, RpcHandler, Verb, VerbError, WrId, wait_for,
 };
 use dinomo_pmem::{MemBackend, PoolOffset, SharedBackend};
 
@@ -36,7 +36,7 @@ struct Gate {
 struct Handler(Arc<Gate>);
 
 impl RpcHandler for Handler {
-    fn handle(&self, request: &[u8]) -> Vec<u8> {
+    fn handle(&self, _peer: PeerId, request: &[u8]) -> Vec<u8> {
         if request == b"gate" {
             let mut open = self.0.open.lock().unwrap();
             let deadline = Instant::now() + HANG;

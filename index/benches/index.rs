@@ -19,7 +19,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use dashmap::DashMap;
 use dinomo_index::{Index, IndexConfig, MergeScope, Merger, Probe, Step, key_hash};
 use dinomo_pmem::{
-    BlockAllocator, BlockId, ChainId, LogWriter, MemBackend, Pool, PoolConfig, WriterOptions,
+    BlockAllocator, BlockId, ChainId, Epoch, LogWriter, MemBackend, Pool, PoolConfig, WriterOptions,
 };
 
 const KEYS: u32 = 100_000;
@@ -62,7 +62,8 @@ fn write_log(n: &Node, keys: std::ops::Range<u32>) {
         persist: false,
         keep_history: false,
     };
-    let mut w = LogWriter::attach(Arc::clone(&n.alloc), ChainId(0), 1, options).expect("writer");
+    let mut w =
+        LogWriter::attach(Arc::clone(&n.alloc), ChainId(0), Epoch(1), options).expect("writer");
     for i in keys {
         w.put(&key(i), &[1u8; VALUE]).expect("put");
     }

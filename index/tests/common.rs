@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use dinomo_index::{Index, IndexConfig, KeyHasher, Merger};
 use dinomo_pmem::{
-    Backend, BlockAllocator, BlockId, ChainId, LogWriter, MemBackend, Pool, PoolConfig,
+    Backend, BlockAllocator, BlockId, ChainId, Epoch, LogWriter, MemBackend, Pool, PoolConfig,
     WriterOptions,
 };
 
@@ -55,7 +55,13 @@ pub fn writer(node: &Node, chain: u32, epoch: u32) -> LogWriter {
         persist: true,
         keep_history: false,
     };
-    LogWriter::attach(Arc::clone(&node.alloc), ChainId(chain), epoch, options).expect("attach")
+    LogWriter::attach(
+        Arc::clone(&node.alloc),
+        ChainId(chain),
+        Epoch(epoch),
+        options,
+    )
+    .expect("attach")
 }
 
 /// A hash that puts every key in one of four places: maximal collisions in pairs and tags.

@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 
 use dinomo_index::{Index, IndexConfig, KeyHasher, Outcome};
 use dinomo_pmem::{
-    Backend, BlockAllocator, BlockId, ChainId, LogWriter, MemBackend, Pool, PoolConfig, PoolOffset,
-    Version, WriterOptions,
+    Backend, BlockAllocator, BlockId, ChainId, Epoch, LogWriter, MemBackend, Pool, PoolConfig,
+    PoolOffset, Version, WriterOptions,
 };
 use loom::sync::atomic::{AtomicU64, Ordering};
 
@@ -172,7 +172,8 @@ fn prepare(present: &[&'static str]) -> Prepared {
         Arc::new(Pool::create(backend.clone(), &PoolConfig::small(size, 4096)).expect("pool"));
     let free = (0..pool.layout().block_count).map(BlockId).collect();
     let alloc = Arc::new(BlockAllocator::new(Arc::clone(&pool), free));
-    let mut w = LogWriter::attach(alloc, ChainId(0), 1, WriterOptions::default()).expect("writer");
+    let mut w =
+        LogWriter::attach(alloc, ChainId(0), Epoch(1), WriterOptions::default()).expect("writer");
     let mut entries = HashMap::new();
     // In log order: puts a1 b1 c1 a2, then "a-" (a delete of "a"), then the put a3.
     for name in ["a1", "b1", "c1", "a2", "a-", "a3"] {

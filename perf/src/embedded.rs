@@ -100,7 +100,7 @@ pub fn start(settings: &ServerSettings) -> Result<EmbeddedTarget, TargetError> {
             Durability::Memory => kn::Durability::Memory,
             Durability::Flush => kn::Durability::Flush,
         },
-        ..EngineConfig::new(ChainId(0), 1)
+        ..EngineConfig::new(ChainId(0), dinomo_pmem::Epoch(1))
     };
     let options = KnOptions {
         kn: KnId(1),

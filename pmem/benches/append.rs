@@ -56,7 +56,7 @@ fn bench_append(c: &mut Criterion) {
                     &key,
                     &value,
                     Version {
-                        epoch: 1,
+                        epoch: dinomo_pmem::Epoch(1),
                         seq: *seq,
                     },
                 )
@@ -136,7 +136,7 @@ fn bench_append(c: &mut Criterion) {
             &count.to_le_bytes(),
             &value,
             Version {
-                epoch: 1,
+                epoch: dinomo_pmem::Epoch(1),
                 seq: count + 1,
             },
         )

@@ -6,7 +6,7 @@
 use crate::codec::{get_u16, get_u32, get_u64, put_u16, put_u32, put_u64, round_up};
 use crate::constants::{ENTRY_HEADER_LEN, KEY_LEN_MAX};
 use crate::error::{AppendError, EntryError};
-use crate::types::Version;
+use crate::types::{Epoch, Version};
 
 /// What an entry does to its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,7 +97,7 @@ fn header_fields(
     h[4] = op as u8;
     put_u16(&mut h, 6, key_len as u16);
     put_u32(&mut h, 8, value_len as u32);
-    put_u32(&mut h, 12, version.epoch);
+    put_u32(&mut h, 12, version.epoch.0);
     put_u64(&mut h, 16, version.seq);
     h
 }
@@ -140,7 +140,7 @@ impl EntryHeader {
             key_len: usize::from(get_u16(b, 6)),
             value_len: get_u32(b, 8) as usize,
             version: Version {
-                epoch: get_u32(b, 12),
+                epoch: Epoch(get_u32(b, 12)),
                 seq: get_u64(b, 16),
             },
         })
@@ -230,7 +230,16 @@ mod tests {
 
     fn encode(op: Op, key: &[u8], value: &[u8], seq: u64) -> Vec<u8> {
         let mut b = vec![0u8; entry_len(key.len(), value.len()) as usize];
-        encode_entry(&mut b, op, key, value, Version { epoch: 3, seq });
+        encode_entry(
+            &mut b,
+            op,
+            key,
+            value,
+            Version {
+                epoch: Epoch(3),
+                seq,
+            },
+        );
         b
     }
 
@@ -245,7 +254,10 @@ mod tests {
                 Op::Put,
                 &b"key"[..],
                 &b"hello"[..],
-                Version { epoch: 3, seq: 7 }
+                Version {
+                    epoch: Epoch(3),
+                    seq: 7
+                }
             )
         );
         let d = encode(Op::Delete, b"", b"ignored", 8);

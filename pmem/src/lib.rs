@@ -37,4 +37,4 @@ pub use log::{LogWriter, WriterOptions};
 pub use pool::{BlockState, Pool, Tail};
 pub use recovery::{ChainReport, RecoveryReport};
 pub use staging::{CommitPlan, EntryLoc, Staging};
-pub use types::{BlockId, ChainId, PoolOffset, Version};
+pub use types::{BlockId, ChainId, Epoch, PoolOffset, Version};

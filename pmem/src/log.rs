@@ -14,7 +14,7 @@ use crate::entry::{Entry, EntryIter, Op};
 use crate::error::{AppendError, PoolError, Result};
 use crate::pool::{BlockIdentity, BlockState, Pool, Tail};
 use crate::staging::{CommitPlan, EntryLoc, Mirror, Staging};
-use crate::types::{BlockId, ChainId, Version};
+use crate::types::{BlockId, ChainId, Epoch, Version};
 
 /// One linked block of a chain, as the walk found it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,7 +221,7 @@ pub struct LogWriter {
     pool: Arc<Pool>,
     alloc: Arc<BlockAllocator>,
     chain: ChainId,
-    epoch: u32,
+    epoch: Epoch,
     next_seq: u64,
     options: WriterOptions,
     staging: Staging,
@@ -234,7 +234,7 @@ impl LogWriter {
     pub fn attach(
         alloc: Arc<BlockAllocator>,
         c: ChainId,
-        epoch: u32,
+        epoch: Epoch,
         options: WriterOptions,
     ) -> Result<LogWriter> {
         let pool = Arc::clone(alloc.pool());

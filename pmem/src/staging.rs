@@ -267,13 +267,17 @@ mod tests {
     use super::*;
     use crate::entry::decode_entry;
     use crate::layout::PoolConfig;
+    use crate::types::Epoch;
 
     fn layout() -> Layout {
         Layout::compute(&PoolConfig::small(1 << 20, 4096), [0; 16], 0).expect("valid")
     }
 
     fn v(seq: u64) -> Version {
-        Version { epoch: 1, seq }
+        Version {
+            epoch: Epoch(1),
+            seq,
+        }
     }
 
     #[test]

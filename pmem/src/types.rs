@@ -52,7 +52,40 @@ pub struct ChainId(pub u32);
 
 impl fmt::Display for ChainId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "chain#{}", self.0)
+        write!(f, "chain {}", self.0)
+    }
+}
+
+/// The version of the cluster map, and the epoch every log entry is written in.
+///
+/// Every change of ownership makes a map with a higher epoch, and a key's new owner writes its
+/// entries with the new map's epoch, so entries of one key order by `(epoch, seq)` across
+/// owners (FORMAT.md §7). Entries store it in 4 bytes; FORMAT.md §7 argues why 32 bits are
+/// enough, and [`Epoch::next`] refuses to wrap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Epoch(pub u32);
+
+impl Epoch {
+    /// The epoch of an empty pool, before any map is stored.
+    pub const ZERO: Epoch = Epoch(0);
+
+    /// The epoch that follows this one, or `None` if the counter is exhausted.
+    #[must_use]
+    pub const fn next(self) -> Option<Epoch> {
+        match self.0.checked_add(1) {
+            Some(value) => Some(Epoch(value)),
+            None => None,
+        }
+    }
+
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
     }
 }
 
@@ -60,7 +93,7 @@ impl fmt::Display for ChainId {
 /// A newer write of a key always compares greater (FORMAT.md §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Version {
-    pub epoch: u32,
+    pub epoch: Epoch,
     pub seq: u64,
 }
 

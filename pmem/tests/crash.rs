@@ -8,7 +8,7 @@ use std::sync::Arc;
 use dinomo_pmem::log::{for_each_entry, walk_chain};
 use dinomo_pmem::recovery::recover;
 use dinomo_pmem::{
-    Backend, BlockAllocator, BlockId, ChainId, CrashMode, CrashSim, LogWriter, Op, Pool,
+    Backend, BlockAllocator, BlockId, ChainId, CrashMode, CrashSim, Epoch, LogWriter, Op, Pool,
     PoolConfig, PoolError, WriterOptions,
 };
 
@@ -38,7 +38,7 @@ fn workload(sim: Arc<CrashSim>) -> Run {
     let creation_fences = sim.fence_count();
     let free = (0..pool.layout().block_count).map(BlockId).collect();
     let alloc = Arc::new(BlockAllocator::new(Arc::clone(&pool), free));
-    let mut writer = LogWriter::attach(alloc, CHAIN, 1, options()).expect("attach");
+    let mut writer = LogWriter::attach(alloc, CHAIN, Epoch(1), options()).expect("attach");
     let mut batches = Vec::new();
     for batch in 0..14u32 {
         let mut entries = Vec::new();
@@ -142,7 +142,8 @@ fn check_image(image: &[u8], run: &Run, crash_fence: u64) -> Option<usize> {
         })
         .collect();
     let alloc = Arc::new(BlockAllocator::new(Arc::clone(&pool), report_free));
-    let mut writer = LogWriter::attach(alloc, CHAIN, 2, options()).expect("attach after recovery");
+    let mut writer =
+        LogWriter::attach(alloc, CHAIN, Epoch(2), options()).expect("attach after recovery");
     let (_, version) = writer.put(b"after", b"recovery").expect("put");
     writer.commit().expect("commit");
     assert!(

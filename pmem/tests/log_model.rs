@@ -8,7 +8,8 @@ use std::sync::Arc;
 use dinomo_pmem::log::{for_each_entry, unlink_cursor_block, walk_chain};
 use dinomo_pmem::recovery::recover;
 use dinomo_pmem::{
-    BlockAllocator, BlockId, ChainId, LogWriter, MemBackend, Op, Pool, PoolConfig, WriterOptions,
+    BlockAllocator, BlockId, ChainId, Epoch, LogWriter, MemBackend, Op, Pool, PoolConfig,
+    WriterOptions,
 };
 use proptest::prelude::*;
 
@@ -76,7 +77,7 @@ proptest! {
         let (pool, alloc) = new_pool();
         let c = ChainId(3);
         let options = WriterOptions { batch_bytes_max: 6000, persist: true, keep_history: false };
-        let mut writer = LogWriter::attach(Arc::clone(&alloc), c, 1, options).expect("attach");
+        let mut writer = LogWriter::attach(Arc::clone(&alloc), c, Epoch(1), options).expect("attach");
         let mut committed = Vec::new();
         let mut staged = Vec::new();
         for (i, s) in steps.iter().enumerate() {
@@ -107,7 +108,7 @@ proptest! {
         // Sequence numbers increase along the chain, and a new writer continues after them.
         prop_assert!(committed.windows(2).all(|w| w[0].3 < w[1].3));
         drop(writer);
-        let writer = LogWriter::attach(alloc, c, 1, options).expect("reattach");
+        let writer = LogWriter::attach(alloc, c, Epoch(1), options).expect("reattach");
         prop_assert_eq!(writer.next_seq(), committed.last().map_or(1, |e| e.3 + 1));
     }
 
@@ -126,7 +127,7 @@ proptest! {
                 0 | 1 => {
                     let w = match slot {
                         Some(w) => w,
-                        None => slot.insert(LogWriter::attach(Arc::clone(&alloc), c, 1, WriterOptions::default()).expect("attach")),
+                        None => slot.insert(LogWriter::attach(Arc::clone(&alloc), c, Epoch(1), WriterOptions::default()).expect("attach")),
                     };
                     for _ in 0..3 {
                         next_key += 1;
@@ -204,8 +205,8 @@ fn commits_never_clobber_the_memory_nodes_header_fields() {
     };
     let (pool, alloc) = new_pool();
     let c = ChainId(2);
-    let mut w =
-        LogWriter::attach(Arc::clone(&alloc), c, 1, WriterOptions::default()).expect("attach");
+    let mut w = LogWriter::attach(Arc::clone(&alloc), c, Epoch(1), WriterOptions::default())
+        .expect("attach");
     let sentinel = |field: u64| 0x5EED_0000 + field;
     let mut stamped = BTreeSet::new();
     for round in 0..40u32 {

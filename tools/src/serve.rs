@@ -165,7 +165,7 @@ pub fn kn_options(settings: &KnSettings, kn: KnId, first_chain: u32) -> KnOption
         durability: settings.durability,
         batch_bytes_max: settings.batch_bytes,
         batch_delay: settings.batch_delay,
-        ..EngineConfig::new(ChainId(first_chain), 1)
+        ..EngineConfig::new(ChainId(first_chain), dinomo_pmem::Epoch(1))
     };
     KnOptions {
         kn,

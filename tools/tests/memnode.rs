@@ -17,16 +17,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use dinomo_control::{ClusterMap, CoreId, Incarnation, KnId};
 use dinomo_dataplane::fabric::tcp::TcpFabric;
 use dinomo_dataplane::fabric::{CompletionData, Fabric, QueuePair, Verb, WrId, wait_for_until};
-use dinomo_dataplane::mn::client::rpc;
+use dinomo_dataplane::mn::client::{MnClient, rpc};
 use dinomo_dataplane::mn::proto::{PROTO_VERSION, Request, Response};
 use dinomo_index::probe::decode_root;
 use dinomo_index::{Probe, Step, key_hash};
 use dinomo_pmem::constants::SUPERBLOCK_LEN;
 use dinomo_pmem::error::AppendError;
 use dinomo_pmem::index_format::{TABLE_HEADER_LEN, TableHeader};
-use dinomo_pmem::{BlockId, ChainId, FileOptions, Layout, Op, Pool, PoolOffset, Staging, Version};
+use dinomo_pmem::{
+    BlockId, ChainId, Epoch, FileOptions, Layout, Op, Pool, PoolOffset, Staging, Version,
+};
 
 mod common;
 use common::{HANG, Proc, TOKEN, TempDir};
@@ -130,9 +133,29 @@ struct Writer {
     next_wr: u64,
 }
 
+/// The incarnation the test writers say hello as.
+const INCARNATION: Incarnation = Incarnation(0x7e57_0002);
+
+/// A connection that said hello as [`INCARNATION`], which the stored map gives every chain.
+fn writer_qp(fabric: &TcpFabric) -> Result<Box<dyn QueuePair>, String> {
+    let mut qp = fabric.connect().map_err(|e| e.to_string())?;
+    let chains = remote_layout(&mut *qp, &mut 0).chain_count;
+    let mut client = MnClient::new(&mut *qp);
+    client.hello(INCARNATION).map_err(|e| e.to_string())?;
+    let cores: Vec<(CoreId, u16, ChainId)> = (0..chains.min(256))
+        .map(|c| (CoreId(c as u16), 1000 + c as u16, ChainId(c)))
+        .collect();
+    client
+        .store_next_map(|epoch| {
+            ClusterMap::single_node(KnId(1), INCARNATION, "writer", &cores, epoch)
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(qp)
+}
+
 impl Writer {
-    fn attach(fabric: &TcpFabric, chain: u32, session: u64) -> Result<Writer, String> {
-        let mut qp = fabric.connect().map_err(|e| e.to_string())?;
+    fn attach(fabric: &TcpFabric, chain: u32) -> Result<Writer, String> {
+        let mut qp = writer_qp(fabric)?;
         let mut next_wr = 0;
         let layout = remote_layout(&mut *qp, &mut next_wr);
         let Response::Attached {
@@ -144,7 +167,6 @@ impl Writer {
             &mut *qp,
             Request::Attach {
                 chain: ChainId(chain),
-                session,
             },
         )?
         else {
@@ -163,7 +185,7 @@ impl Writer {
     fn append(&mut self, op: Op, key: &[u8], value: &[u8]) -> Result<(), String> {
         loop {
             let version = Version {
-                epoch: 1,
+                epoch: Epoch(1),
                 seq: self.next_seq,
             };
             match self.staging.append(op, key, value, version) {
@@ -328,6 +350,7 @@ fn hello_boot(fabric: &TcpFabric) -> u64 {
         &mut *qp,
         Request::Hello {
             version: PROTO_VERSION,
+            incarnation: Incarnation::NONE,
         },
     ) {
         Ok(Response::Hello { boot, .. }) => boot,
@@ -369,7 +392,7 @@ fn no_acknowledged_batch_is_lost_when_the_memory_node_is_killed() {
     let fabric = fabric_of(&node);
     let acked_in_writer = Arc::clone(&acked);
     let writer = std::thread::spawn(move || -> Result<(usize, u64, String), String> {
-        let mut w = Writer::attach(&fabric, 0, 1)?;
+        let mut w = Writer::attach(&fabric, 0)?;
         let first_seq = w.next_seq;
         for n in 0..BATCHES_MAX {
             if let Err(e) = write_batch(&mut w, n) {
@@ -455,13 +478,11 @@ fn no_acknowledged_batch_is_lost_when_the_memory_node_is_killed() {
             (b.puts.len() + b.deletes.len()) as u64
         })
         .sum();
-    let Ok(Response::Attached { next_seq, boot, .. }) = call(
-        &mut *qp,
-        Request::Attach {
-            chain: ChainId(0),
-            session: 2,
-        },
-    ) else {
+    drop(qp);
+    let mut qp = writer_qp(&fabric).expect("a writer connection");
+    let Ok(Response::Attached { next_seq, boot, .. }) =
+        call(&mut *qp, Request::Attach { chain: ChainId(0) })
+    else {
         panic!("attach after the restart")
     };
     assert_eq!(boot, 2);
@@ -491,7 +512,7 @@ fn sigterm_stops_cleanly_and_the_restart_says_so() {
         Proc::start("memnode", &args)
     };
     let mut node = serve(true);
-    let mut w = Writer::attach(&fabric_of(&node), 3, 7).expect("attach");
+    let mut w = Writer::attach(&fabric_of(&node), 3).expect("attach");
     for n in 0..5 {
         write_batch(&mut w, n).expect("batch");
     }

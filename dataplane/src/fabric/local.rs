@@ -32,7 +32,7 @@ use dinomo_pmem::{Backend, SharedBackend};
 
 use super::rpc::{HandlerService, RPC_QUEUE_DEFAULT, RPC_THREADS_DEFAULT, RpcPool, RpcService};
 use super::{
-    Completion, CompletionData, DOORBELL_VERBS_MAX, Fabric, PostError, QP_IN_FLIGHT_MAX,
+    Completion, CompletionData, DOORBELL_VERBS_MAX, Fabric, PeerId, PostError, QP_IN_FLIGHT_MAX,
     QpCounters, QueuePair, RPC_BYTES_MAX, RpcHandler, VERB_BYTES_MAX, Verb, VerbError, VerbKind,
     WrId,
 };
@@ -301,6 +301,7 @@ impl LocalFabric {
     pub fn connect_local(&self) -> LocalQp {
         let (rpc_tx, rpc_rx) = crossbeam_channel::bounded(QP_IN_FLIGHT_MAX);
         LocalQp {
+            peer: PeerId::fresh(),
             shared: Arc::clone(&self.shared),
             timed: VecDeque::with_capacity(QP_IN_FLIGHT_MAX),
             rpc_tx,
@@ -356,6 +357,8 @@ struct RpcDone {
 
 /// A queue pair of the local fabric.
 pub struct LocalQp {
+    /// This queue pair's name at the memory node.
+    peer: PeerId,
     shared: Arc<Shared>,
     /// Completions of one-sided verbs, in posting order; due times never decrease along it.
     timed: VecDeque<Timed>,
@@ -366,6 +369,16 @@ pub struct LocalQp {
     /// RPCs posted whose reply has not arrived.
     rpcs_waiting: usize,
     counters: QpCounters,
+}
+
+impl Drop for LocalQp {
+    fn drop(&mut self) {
+        // The memory node forgets this connection: its incarnation may no longer be live, and
+        // the chain it wrote is free.
+        if let Some(service) = &self.shared.rpc {
+            service.disconnected(self.peer);
+        }
+    }
 }
 
 impl fmt::Debug for LocalQp {
@@ -412,7 +425,7 @@ impl LocalQp {
             // only fails when the queue pair is gone, and then nobody wants the reply.
             let _ = tx.try_send(done);
         });
-        match pool.try_submit(request, reply) {
+        match pool.try_submit(self.peer, request, reply) {
             Ok(()) => self.rpcs_waiting += 1,
             Err(error) => self.push_timed(refused(error)),
         }

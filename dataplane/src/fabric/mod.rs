@@ -34,6 +34,22 @@ pub use constants::*;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WrId(pub u64);
 
+/// One connection (queue pair) as the serving side of a fabric names it: unique among the
+/// connections of one memory-node process, never reused. The memory node binds it to the
+/// incarnation of the KN that opened it (see `mn::sessions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(pub u64);
+
+impl PeerId {
+    /// A peer id no other connection of this process has had: every fabric and server of a
+    /// process draws from one counter, so an MN that serves several fabrics never sees two
+    /// connections with one id.
+    pub fn fresh() -> PeerId {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        PeerId(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
 /// One work request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verb {
@@ -241,8 +257,12 @@ pub trait Fabric: Send + Sync + fmt::Debug {
 
 /// The MN's side of the RPC channel: runs on the MN's RPC threads, never on a worker core.
 pub trait RpcHandler: Send + Sync + 'static {
-    /// Answers one request. Malformed requests get an error reply, never a panic.
-    fn handle(&self, request: &[u8]) -> Vec<u8>;
+    /// Answers one request of connection `peer`. Malformed requests get an error reply, never a
+    /// panic.
+    fn handle(&self, peer: PeerId, request: &[u8]) -> Vec<u8>;
+    /// Connection `peer` is gone; it sends nothing more (a request of it still queued may yet
+    /// arrive, and must find the peer gone).
+    fn disconnected(&self, _peer: PeerId) {}
 }
 
 /// Blocks (polling) until the completion of `wr` arrives; other completions reaped meanwhile are

@@ -54,7 +54,7 @@ use super::local::{check_batch, check_range, check_word};
 use super::rpc::{HandlerService, RPC_QUEUE_DEFAULT, RPC_THREADS_DEFAULT, RpcPool, RpcService};
 use super::tcp::frame::{MAGIC, TOKEN_BYTES_MAX, constant_time_eq};
 use super::{
-    Completion, CompletionData, Fabric, PostError, QP_IN_FLIGHT_MAX, QpCounters, QueuePair,
+    Completion, CompletionData, Fabric, PeerId, PostError, QP_IN_FLIGHT_MAX, QpCounters, QueuePair,
     RPC_BYTES_MAX, RpcHandler, VERB_BYTES_MAX, Verb, VerbError, VerbKind, WrId,
 };
 
@@ -914,6 +914,7 @@ impl RdmaFabric {
             posted: VecDeque::with_capacity(RDMA_SEND_WR_MAX),
             user_in_flight: 0,
             ready: VecDeque::new(),
+            peer: PeerId::fresh(),
             rpc: self.options.rpc.clone(),
             pool: Arc::clone(&self.pool),
             rpc_tx,
@@ -1005,6 +1006,8 @@ pub struct RdmaQp {
     /// Work requests of the user posted to the device and not yet completed.
     user_in_flight: usize,
     ready: VecDeque<Completion>,
+    /// This queue pair's name at the RPC service (and so at the memory node).
+    peer: PeerId,
     rpc: Option<Arc<dyn RpcService>>,
     pool: Arc<OnceLock<Result<RpcPool, String>>>,
     rpc_tx: Sender<Completion>,
@@ -1012,6 +1015,14 @@ pub struct RdmaQp {
     rpcs_waiting: usize,
     lost: Option<String>,
     counters: QpCounters,
+}
+
+impl Drop for RdmaQp {
+    fn drop(&mut self) {
+        if let Some(service) = &self.rpc {
+            service.disconnected(self.peer);
+        }
+    }
 }
 
 impl fmt::Debug for RdmaQp {
@@ -1112,7 +1123,7 @@ impl RdmaQp {
                 result: result.map(CompletionData::Bytes),
             });
         });
-        match pool.try_submit(request, reply) {
+        match pool.try_submit(self.peer, request, reply) {
             Ok(()) => self.rpcs_waiting += 1,
             Err(e) => self.ready.push_back(refused(e)),
         }

@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use super::{RPC_BYTES_MAX, RpcHandler, VerbError};
+use super::{PeerId, RPC_BYTES_MAX, RpcHandler, VerbError};
 
 /// RPC threads a pool starts unless told otherwise: the MN of this project has few cores, and the
 /// original design serves every RPC on one manager thread, which serializes merges.
@@ -37,16 +37,21 @@ const _: () = assert!(RPC_QUEUE_DEFAULT >= super::QP_IN_FLIGHT_MAX);
 /// something that forwards the request to the MN process and can fail on the way (the tcp
 /// forwarder of the local-verbs + tcp-RPC combination).
 pub trait RpcService: Send + Sync + 'static {
-    /// Answers one request, or says why it could not be delivered.
-    fn call(&self, request: &[u8]) -> Result<Vec<u8>, VerbError>;
+    /// Answers one request of connection `peer`, or says why it could not be delivered.
+    fn call(&self, peer: PeerId, request: &[u8]) -> Result<Vec<u8>, VerbError>;
+    /// Connection `peer` is gone.
+    fn disconnected(&self, _peer: PeerId) {}
 }
 
 /// An [`RpcHandler`] as an [`RpcService`] that never fails to deliver.
 pub struct HandlerService(pub Arc<dyn RpcHandler>);
 
 impl RpcService for HandlerService {
-    fn call(&self, request: &[u8]) -> Result<Vec<u8>, VerbError> {
-        Ok(self.0.handle(request))
+    fn call(&self, peer: PeerId, request: &[u8]) -> Result<Vec<u8>, VerbError> {
+        Ok(self.0.handle(peer, request))
+    }
+    fn disconnected(&self, peer: PeerId) {
+        self.0.disconnected(peer);
     }
 }
 
@@ -60,12 +65,14 @@ impl fmt::Debug for HandlerService {
 pub type RpcReply = Box<dyn FnOnce(Result<Vec<u8>, VerbError>) + Send>;
 
 struct Job {
+    peer: PeerId,
     request: Vec<u8>,
     reply: RpcReply,
 }
 
 /// A bounded pool of MN RPC threads serving one [`RpcService`].
 pub struct RpcPool {
+    service: Arc<dyn RpcService>,
     jobs: Option<Sender<Job>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -80,6 +87,7 @@ impl RpcPool {
     ) -> std::io::Result<RpcPool> {
         let (tx, rx) = crossbeam_channel::bounded::<Job>(queue.max(1));
         let mut pool = RpcPool {
+            service: Arc::clone(&service),
             jobs: Some(tx),
             threads: Vec::new(),
         };
@@ -96,14 +104,23 @@ impl RpcPool {
 
     /// Queues one request; `reply` is called with its outcome on an RPC thread. A full queue
     /// refuses the request at once (and drops `reply` uncalled).
-    pub fn try_submit(&self, request: Vec<u8>, reply: RpcReply) -> Result<(), VerbError> {
+    pub fn try_submit(
+        &self,
+        peer: PeerId,
+        request: Vec<u8>,
+        reply: RpcReply,
+    ) -> Result<(), VerbError> {
         if request.len() as u64 > RPC_BYTES_MAX {
             return Err(VerbError::TooLarge(request.len() as u64));
         }
         let Some(jobs) = &self.jobs else {
             return Err(VerbError::Refused("the RPC pool is stopped".into()));
         };
-        match jobs.try_send(Job { request, reply }) {
+        match jobs.try_send(Job {
+            peer,
+            request,
+            reply,
+        }) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(VerbError::Refused(
                 "the memory node's RPC queue is full".into(),
@@ -112,6 +129,12 @@ impl RpcPool {
                 Err(VerbError::Refused("the RPC pool is stopped".into()))
             }
         }
+    }
+
+    /// Tells the service that connection `peer` is gone (on the caller's thread: it is a
+    /// bookkeeping call, never a merge).
+    pub fn disconnected(&self, peer: PeerId) {
+        self.service.disconnected(peer);
     }
 
     /// Number of RPC threads.
@@ -141,10 +164,15 @@ impl Drop for RpcPool {
 }
 
 fn serve(service: &dyn RpcService, jobs: &Receiver<Job>) {
-    while let Ok(Job { request, reply }) = jobs.recv() {
+    while let Ok(Job {
+        peer,
+        request,
+        reply,
+    }) = jobs.recv()
+    {
         // A handler that panics on a malformed request is a bug in the handler; the RPC thread
         // survives it and the poster gets an error completion instead of waiting forever.
-        let outcome = match catch_unwind(AssertUnwindSafe(|| service.call(&request))) {
+        let outcome = match catch_unwind(AssertUnwindSafe(|| service.call(peer, &request))) {
             Ok(Ok(answer)) if answer.len() as u64 > RPC_BYTES_MAX => {
                 Err(VerbError::TooLarge(answer.len() as u64))
             }
@@ -161,7 +189,7 @@ mod tests {
 
     struct Echo;
     impl RpcHandler for Echo {
-        fn handle(&self, request: &[u8]) -> Vec<u8> {
+        fn handle(&self, _peer: PeerId, request: &[u8]) -> Vec<u8> {
             if request == b"panic" {
                 panic!("test handler asked to panic");
             }
@@ -179,8 +207,12 @@ mod tests {
         let (tx, rx) = crossbeam_channel::bounded(4);
         for request in [&b"abc"[..], b"panic", b"xy"] {
             let tx = tx.clone();
-            pool.try_submit(request.to_vec(), Box::new(move |r| tx.send(r).unwrap()))
-                .unwrap();
+            pool.try_submit(
+                PeerId(1),
+                request.to_vec(),
+                Box::new(move |r| tx.send(r).unwrap()),
+            )
+            .unwrap();
         }
         assert_eq!(rx.recv().unwrap(), Ok(b"cba".to_vec()));
         assert!(matches!(rx.recv().unwrap(), Err(VerbError::Refused(_))));
@@ -192,7 +224,7 @@ mod tests {
         let pool = pool(1);
         let big = vec![0u8; RPC_BYTES_MAX as usize + 1];
         assert_eq!(
-            pool.try_submit(big, Box::new(|_| {})),
+            pool.try_submit(PeerId(1), big, Box::new(|_| {})),
             Err(VerbError::TooLarge(RPC_BYTES_MAX + 1))
         );
     }

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use dinomo_control::{ChainId as MapChainId, ClusterMap, CoreId, Epoch, KnId};
-use dinomo_pmem::ChainId;
+use dinomo_control::{ClusterMap, CoreId, Incarnation, KnId, MapError};
+use dinomo_pmem::{ChainId, Epoch};
 
 use crate::fabric::{Fabric, VerbError};
 use crate::kn::engine::{Engine, EngineConfig, StartError};
@@ -22,6 +22,7 @@ use crate::kn::shared::{
 };
 use crate::kn::worker::{Worker, WorkerOptions};
 use crate::mn::client::{ClientError, MnClient};
+use crate::mn::proto::ErrorCode;
 use crate::resp::Limits;
 
 /// Connections a node accepts by default (Redis's `maxclients`).
@@ -64,6 +65,9 @@ pub enum NodeError {
     },
     #[error("{0}")]
     Setup(String),
+    /// Another node is live and owns the slots this one would take.
+    #[error("{0}")]
+    Conflict(String),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -115,15 +119,13 @@ impl KnNode {
         };
         let core_ids: Vec<CoreId> = (0..options.cores).map(|i| CoreId(i as u16)).collect();
 
-        // The cluster map: a new epoch, so that this incarnation's writes order after every
-        // earlier one even if slots moved between chains.
+        // The cluster map: this incarnation takes every slot with a new epoch, so that its writes
+        // order after every earlier one; the memory node refuses if a live node owns slots.
+        let incarnation = fresh_incarnation();
         let mut control_qp = fabric.connect()?;
-        let (epoch, uuid) = store_single_node_map(&mut *control_qp, &options, &core_ids, &ports)?;
+        let (map, uuid) = claim_slots(&mut *control_qp, &options, incarnation, &core_ids, &ports)?;
         drop(control_qp);
-        let map_epoch = epoch.0;
-        let engine_epoch = u32::try_from(map_epoch)
-            .map_err(|_| NodeError::Setup(format!("epoch {map_epoch} exceeds 32 bits")))?;
-        let map = single_node_map(&options, &core_ids, &ports, epoch)?;
+        let map_epoch = map.epoch();
         let router = Router::new(&map, options.kn, &core_ids).map_err(NodeError::Setup)?;
 
         let mut engines = Vec::new();
@@ -131,8 +133,8 @@ impl KnNode {
             let qp = fabric.connect()?;
             let mut cfg = options.engine.clone();
             cfg.chain = ChainId(options.first_chain + core as u32);
-            cfg.epoch = engine_epoch;
-            cfg.session = (u64::from(options.kn.0) << 32) | core as u64;
+            cfg.epoch = map_epoch;
+            cfg.incarnation = incarnation;
             engines.push(
                 Engine::attach(qp, cfg).map_err(|source| NodeError::Engine { core, source })?,
             );
@@ -317,38 +319,57 @@ fn bind_listeners(
 
 fn single_node_map(
     options: &KnOptions,
+    incarnation: Incarnation,
     cores: &[CoreId],
     ports: &[u16],
     epoch: Epoch,
-) -> Result<ClusterMap, NodeError> {
-    let spec: Vec<(CoreId, u16, MapChainId)> = cores
+) -> Result<ClusterMap, MapError> {
+    let spec: Vec<(CoreId, u16, ChainId)> = cores
         .iter()
         .zip(ports)
         .enumerate()
-        .map(|(i, (&c, &p))| (c, p, MapChainId(options.first_chain + i as u32)))
+        .map(|(i, (&c, &p))| (c, p, ChainId(options.first_chain + i as u32)))
         .collect();
-    ClusterMap::single_node(options.kn, &options.host, &spec, epoch)
-        .map_err(|e| NodeError::Setup(e.to_string()))
+    ClusterMap::single_node(options.kn, incarnation, &options.host, &spec, epoch)
 }
 
-/// Reads the stored map's epoch, stores this node's map with the next one; returns that epoch
-/// and the pool's uuid.
-fn store_single_node_map(
+/// Says hello as `incarnation` and stores a map that gives this node every slot, with the epoch
+/// after the stored one. Returns the stored map and the pool's uuid. The memory node refuses
+/// with [`NodeError::Conflict`] if a live node owns slots.
+fn claim_slots(
     qp: &mut dyn crate::fabric::QueuePair,
     options: &KnOptions,
+    incarnation: Incarnation,
     cores: &[CoreId],
     ports: &[u16],
-) -> Result<(Epoch, [u8; 16]), NodeError> {
+) -> Result<(ClusterMap, [u8; 16]), NodeError> {
     let mut client = MnClient::new(qp);
-    let setup = |e: ClientError| NodeError::Setup(e.to_string());
-    let uuid = client.hello().map_err(setup)?.uuid;
-    let stored = client.cluster_map().map_err(setup)?;
-    let epoch = Epoch(stored.map_or(0, |(epoch, _)| epoch) + 1);
-    let map = single_node_map(options, cores, ports, epoch)?;
-    client
-        .put_cluster_map(epoch.0, dinomo_control::encode(&map))
-        .map_err(setup)?;
-    Ok((epoch, uuid))
+    let failed = |e: ClientError| match e {
+        ClientError::Refused {
+            code: ErrorCode::Conflict,
+            message,
+        } => NodeError::Conflict(message),
+        other => NodeError::Setup(other.to_string()),
+    };
+    let uuid = client.hello(incarnation).map_err(failed)?.uuid;
+    let map = client
+        .store_next_map(|epoch| single_node_map(options, incarnation, cores, ports, epoch))
+        .map_err(failed)?;
+    Ok((map, uuid))
+}
+
+/// A new incarnation: random, never zero. Each start of a node is a new incarnation.
+pub fn fresh_incarnation() -> Incarnation {
+    use std::hash::{BuildHasher, Hasher};
+    // `RandomState` seeds its keys from the operating system's randomness; the time and the
+    // process id make two values of one process differ even if the keys repeated.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    hasher.write_u128(now);
+    hasher.write_u32(std::process::id());
+    Incarnation(hasher.finish().max(1))
 }
 
 /// One CPU per worker: hwloc's physical cores in topology order (one processing unit each),

@@ -112,7 +112,7 @@ pub struct NodeIdentity {
     pub cache_policy: &'static str,
     pub cache_bytes_per_core: usize,
     pub started: Instant,
-    pub epoch: u64,
+    pub epoch: dinomo_control::Epoch,
 }
 
 /// State shared by every worker core of one node.

@@ -12,7 +12,8 @@
 
 use std::time::{Duration, Instant};
 
-use dinomo_pmem::{ChainId, PoolOffset};
+use dinomo_control::{ClusterMap, Incarnation, MapError};
+use dinomo_pmem::{ChainId, Epoch, PoolOffset};
 
 use super::proto::{ErrorCode, ProtoError, Request, Response};
 use crate::fabric::{
@@ -24,6 +25,8 @@ use crate::fabric::{
 pub const RPC_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
 /// The work-request id the client posts with.
 pub const CLIENT_WR: WrId = WrId(u64::MAX);
+/// Map stores [`MnClient::store_next_map`] tries at most when other writers get in between.
+pub const MAP_STORE_ATTEMPTS_MAX: usize = 8;
 
 /// Why a call did not produce an answer.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +47,10 @@ pub enum ClientError {
     Refused { code: ErrorCode, message: String },
     #[error("the memory node answered {got} to {asked}")]
     Unexpected { asked: &'static str, got: String },
+    #[error("the cluster map to store is invalid: {0}")]
+    Map(#[from] MapError),
+    #[error("the cluster map kept changing while a new one was stored ({0} tries)")]
+    MapContended(usize),
 }
 
 impl ClientError {
@@ -113,10 +120,12 @@ impl<'q> MnClient<'q> {
         })
     }
 
-    /// `Hello`: the node's boot and pool identity.
-    pub fn hello(&mut self) -> Result<MnHello, ClientError> {
+    /// `Hello`: the node's boot and pool identity. It binds this connection to `incarnation`
+    /// (`Incarnation::NONE`: an anonymous connection, which may not attach chains).
+    pub fn hello(&mut self, incarnation: Incarnation) -> Result<MnHello, ClientError> {
         let request = Request::Hello {
             version: super::proto::PROTO_VERSION,
+            incarnation,
         };
         match self.call(&request)? {
             Response::Hello {
@@ -133,9 +142,10 @@ impl<'q> MnClient<'q> {
         }
     }
 
-    /// `Attach`: starts writing `chain`.
-    pub fn attach(&mut self, chain: ChainId, session: u64) -> Result<Attached, ClientError> {
-        match self.call(&Request::Attach { chain, session })? {
+    /// `Attach`: starts writing `chain` (the connection must have said hello as the incarnation
+    /// the cluster map gives the chain to).
+    pub fn attach(&mut self, chain: ChainId) -> Result<Attached, ClientError> {
+        match self.call(&Request::Attach { chain })? {
             Response::Attached {
                 boot,
                 head,
@@ -152,19 +162,43 @@ impl<'q> MnClient<'q> {
     }
 
     /// The stored cluster map: its epoch and payload, if one is stored.
-    pub fn cluster_map(&mut self) -> Result<Option<(u64, Vec<u8>)>, ClientError> {
+    pub fn cluster_map(&mut self) -> Result<Option<(Epoch, Vec<u8>)>, ClientError> {
         match self.call(&Request::GetClusterMap)? {
             Response::ClusterMap(map) => Ok(map),
             other => Err(unexpected("a map request", &other)),
         }
     }
 
-    /// Stores a cluster map.
-    pub fn put_cluster_map(&mut self, epoch: u64, payload: Vec<u8>) -> Result<(), ClientError> {
-        match self.call(&Request::PutClusterMap { epoch, payload })? {
+    /// Stores a cluster map if the stored one still has epoch `expected` (see
+    /// [`Request::PutClusterMap`]).
+    pub fn put_cluster_map(
+        &mut self,
+        expected: Epoch,
+        payload: Vec<u8>,
+    ) -> Result<(), ClientError> {
+        match self.call(&Request::PutClusterMap { expected, payload })? {
             Response::Stored => Ok(()),
             other => Err(unexpected("storing the map", &other)),
         }
+    }
+
+    /// Stores the map `build` makes for the epoch after the stored one, reading the stored epoch
+    /// again when another writer stored a map in between (up to [`MAP_STORE_ATTEMPTS_MAX`]
+    /// times). Returns the stored map.
+    pub fn store_next_map(
+        &mut self,
+        mut build: impl FnMut(Epoch) -> Result<ClusterMap, MapError>,
+    ) -> Result<ClusterMap, ClientError> {
+        for _ in 0..MAP_STORE_ATTEMPTS_MAX {
+            let stored = self.cluster_map()?.map_or(Epoch::ZERO, |(epoch, _)| epoch);
+            let map = build(stored.next().ok_or(MapError::EpochOverflow)?)?;
+            match self.put_cluster_map(stored, dinomo_control::encode(&map)) {
+                Ok(()) => return Ok(map),
+                Err(e) if e.code() == Some(ErrorCode::Stale) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ClientError::MapContended(MAP_STORE_ATTEMPTS_MAX))
     }
 
     /// The node's counters.

@@ -32,8 +32,12 @@ use dinomo_pmem::{
     SharedBackend, cluster_area,
 };
 
+use dinomo_control::{ClusterMap, Incarnation, NodeInfo, Owner, slots_of};
+use dinomo_pmem::Epoch;
+
 use super::proto::{ALLOC_BLOCKS_MAX, ErrorCode, MnStats, PROTO_VERSION, Request, Response};
-use crate::fabric::RpcHandler;
+use super::sessions::{SessionError, Sessions};
+use crate::fabric::{PeerId, RpcHandler};
 
 /// Merge threads a node starts unless told otherwise.
 pub const MERGE_THREADS_DEFAULT: usize = 1;
@@ -346,8 +350,45 @@ pub struct MemoryNode {
     /// Attaches run one at a time: each frees the spares of its chain that no block links, which
     /// must not race with another attach of the same chain allocating its first block.
     attach_lock: Mutex<()>,
-    /// The cluster map area is written by one request at a time and never read mid-write.
-    map_lock: Mutex<()>,
+    /// The stored cluster map, decoded. Map writes hold it from their check to their store, so
+    /// the cluster map area is written by one request at a time and never read mid-write.
+    map: Mutex<MapState>,
+    /// Who is connected as which incarnation. Lock order: `map` before `sessions`.
+    sessions: Mutex<Sessions>,
+}
+
+/// The stored cluster map as the node holds it.
+#[derive(Debug, Default)]
+struct MapState {
+    /// The stored epoch (`Epoch::ZERO`: none stored).
+    epoch: Epoch,
+    /// The stored payload, as stored.
+    payload: Option<Vec<u8>>,
+    /// The decoded map (`None` if none is stored, or the stored one does not decode).
+    map: Option<ClusterMap>,
+}
+
+impl MapState {
+    fn load(pool: &Pool) -> MapState {
+        let Some(stored) = cluster_area::read(pool) else {
+            return MapState::default();
+        };
+        MapState {
+            // An epoch past 32 bits can only come from damage; it decodes to no map below.
+            epoch: Epoch(u32::try_from(stored.epoch).unwrap_or(u32::MAX)),
+            map: dinomo_control::decode(&stored.payload).ok(),
+            payload: Some(stored.payload),
+        }
+    }
+
+    /// The node of the map whose cores include `chain`.
+    fn chain_owner(&self, chain: ChainId) -> Option<&NodeInfo> {
+        self.map
+            .as_ref()?
+            .nodes()
+            .iter()
+            .find(|node| node.cores.iter().any(|core| core.chain == chain))
+    }
 }
 
 impl MemoryNode {
@@ -436,6 +477,7 @@ impl MemoryNode {
             keys: recovered.index.keys(),
             recovery_time: started.elapsed(),
         };
+        let map = MapState::load(&pool);
         Ok(Arc::new(MemoryNode {
             pool,
             index: recovered.index,
@@ -453,7 +495,8 @@ impl MemoryNode {
             threads: Mutex::new(Vec::new()),
             gate: RwLock::new(false),
             attach_lock: Mutex::new(()),
-            map_lock: Mutex::new(()),
+            map: Mutex::new(map),
+            sessions: Mutex::new(Sessions::default()),
         }))
     }
 
@@ -586,19 +629,22 @@ impl MemoryNode {
         }
     }
 
-    /// Answers one decoded request (the in-process path of an all-in-one server).
-    pub fn serve(&self, request: &Request) -> Response {
+    /// Answers one decoded request of connection `peer`.
+    pub fn serve(&self, peer: PeerId, request: &Request) -> Response {
         self.shared.counters.rpcs.fetch_add(1, Ordering::Relaxed);
         let response = match request {
-            Request::Hello { version } => self.hello(*version),
+            Request::Hello {
+                version,
+                incarnation,
+            } => self.hello(peer, *version, *incarnation),
             Request::Stats => Response::Stats(self.stats()),
             Request::GetClusterMap => {
-                let _map = lock(&self.map_lock);
-                Response::ClusterMap(cluster_area::read(&self.pool).map(|m| (m.epoch, m.payload)))
+                let map = lock(&self.map);
+                Response::ClusterMap(map.payload.clone().map(|payload| (map.epoch, payload)))
             }
-            Request::Attach { chain, session } => self.write(|| self.attach(*chain, *session)),
+            Request::Attach { chain } => self.write(|| self.attach(peer, *chain)),
             Request::AllocBlocks { chain, count } => {
-                self.write(|| self.alloc_blocks(*chain, *count))
+                self.write(|| self.alloc_blocks(peer, *chain, *count))
             }
             Request::MergeAll { chain } => self.write(|| {
                 self.check_chain(*chain)?;
@@ -621,8 +667,8 @@ impl MemoryNode {
             Request::RemoveIndirect { key } => {
                 self.write(|| Ok(Response::Removed(self.index.remove_indirect(key)?)))
             }
-            Request::PutClusterMap { epoch, payload } => {
-                self.write(|| self.put_cluster_map(*epoch, payload))
+            Request::PutClusterMap { expected, payload } => {
+                self.write(|| self.put_cluster_map(*expected, payload))
             }
         };
         if matches!(response, Response::Error { .. }) {
@@ -634,7 +680,18 @@ impl MemoryNode {
         response
     }
 
-    fn hello(&self, version: u16) -> Response {
+    /// Connection `peer` is gone (its queue pair was dropped or its connection closed): it is no
+    /// longer live and the chains it wrote are free to attach.
+    pub fn disconnected(&self, peer: PeerId) {
+        lock(&self.sessions).disconnect(peer);
+    }
+
+    /// Whether some connection is bound to `incarnation`.
+    pub fn is_live(&self, incarnation: Incarnation) -> bool {
+        lock(&self.sessions).is_live(incarnation)
+    }
+
+    fn hello(&self, peer: PeerId, version: u16, incarnation: Incarnation) -> Response {
         if version != PROTO_VERSION {
             return Response::error(
                 ErrorCode::BadRequest,
@@ -643,6 +700,13 @@ impl MemoryNode {
                      version {PROTO_VERSION}"
                 ),
             );
+        }
+        if let Err(e) = lock(&self.sessions).bind(peer, incarnation) {
+            let code = match e {
+                SessionError::Fenced(_) => ErrorCode::Fenced,
+                _ => ErrorCode::BadRequest,
+            };
+            return Response::error(code, e.to_string());
         }
         let layout = self.pool.layout();
         Response::Hello {
@@ -690,9 +754,10 @@ impl MemoryNode {
     }
 
     /// `Attach` (see [`Request::Attach`]).
-    fn attach(&self, c: ChainId, session: u64) -> Result<Response, Refusal> {
+    fn attach(&self, peer: PeerId, c: ChainId) -> Result<Response, Refusal> {
         self.check_chain(c)?;
         let _attach = lock(&self.attach_lock);
+        let incarnation = self.claim_chain(peer, c)?;
         self.shared.merger.merge_chain(c, MergeScope::All)?;
         let mut blocks = walk_chain(&self.pool, c).map_err(IndexError::from)?;
         release_unlinked_spares(&self.alloc, c, &blocks).map_err(IndexError::from)?;
@@ -716,7 +781,7 @@ impl MemoryNode {
             .prepare_block(head.block)
             .map_err(|e| Refusal::Answer(ErrorCode::NoSpace, e))?;
         self.pool
-            .set_chain_session(c, session)
+            .set_chain_session(c, incarnation.0)
             .map_err(IndexError::from)?;
         // The chain has a cursor now: background passes visit it from the next one on.
         self.shared.merger.note_active(c);
@@ -733,27 +798,22 @@ impl MemoryNode {
     }
 
     /// `AllocBlocks`: up to `count` blocks; fewer if the pool runs out after the first.
-    fn alloc_blocks(&self, c: ChainId, count: u32) -> Result<Response, Refusal> {
+    fn alloc_blocks(&self, peer: PeerId, c: ChainId, count: u32) -> Result<Response, Refusal> {
         self.check_chain(c)?;
+        if lock(&self.sessions).attached_by(c) != Some(peer) {
+            return Err(Refusal::Answer(
+                ErrorCode::NotOwner,
+                format!("{c} is not attached by this connection: attach before asking for spares"),
+            ));
+        }
         if count == 0 || count > ALLOC_BLOCKS_MAX {
             return Err(Refusal::Answer(
                 ErrorCode::BadRequest,
                 format!("block count {count} is outside 1..={ALLOC_BLOCKS_MAX}"),
             ));
         }
-        // A chain without a block would link the first allocation as its cursor, which would
-        // then not be a spare: the writer attaches first.
-        if self
-            .pool
-            .chain_cursor(c)
-            .map_err(IndexError::from)?
-            .is_none()
-        {
-            return Err(Refusal::Answer(
-                ErrorCode::BadRequest,
-                format!("{c} has no block: attach before asking for spares"),
-            ));
-        }
+        // An attached chain has a block (attach allocates the first), so this allocation is a
+        // spare, never the chain's cursor.
         let mut blocks: Vec<BlockId> = Vec::with_capacity(count as usize);
         for _ in 0..count {
             match self.alloc.allocate(c) {
@@ -781,8 +841,58 @@ impl MemoryNode {
         Ok(Response::Blocks(blocks))
     }
 
-    fn put_cluster_map(&self, epoch: u64, payload: &[u8]) -> Result<Response, Refusal> {
-        let _map = lock(&self.map_lock);
+    /// Checks that the stored map gives chain `c` to `peer`'s incarnation and that no other live
+    /// connection writes it, and records `peer` as its writer. Returns the incarnation.
+    fn claim_chain(&self, peer: PeerId, c: ChainId) -> Result<Incarnation, Refusal> {
+        let map = lock(&self.map);
+        let mut sessions = lock(&self.sessions);
+        let incarnation = sessions.incarnation(peer);
+        if !incarnation.is_some() {
+            return Err(Refusal::Answer(
+                ErrorCode::NotOwner,
+                format!("{c}: this connection did not say hello as a KN incarnation"),
+            ));
+        }
+        if sessions.is_fenced(incarnation) {
+            return Err(Refusal::Answer(
+                ErrorCode::Fenced,
+                SessionError::Fenced(incarnation).to_string(),
+            ));
+        }
+        match map.chain_owner(c) {
+            Some(node) if node.incarnation == incarnation => {}
+            Some(node) => {
+                return Err(Refusal::Answer(
+                    ErrorCode::NotOwner,
+                    format!(
+                        "{c} belongs to kn {} (incarnation {}) in the cluster map of epoch {}, \
+                         not to incarnation {incarnation}",
+                        node.kn, node.incarnation, map.epoch
+                    ),
+                ));
+            }
+            None => {
+                return Err(Refusal::Answer(
+                    ErrorCode::NotOwner,
+                    format!(
+                        "{c} is not in the cluster map of epoch {}: a KN writes only the chains \
+                         the map gives it",
+                        map.epoch
+                    ),
+                ));
+            }
+        }
+        sessions
+            .attach(peer, c)
+            .map_err(|e| Refusal::Answer(ErrorCode::Conflict, e.to_string()))?;
+        Ok(incarnation)
+    }
+
+    /// `PutClusterMap` (see [`Request::PutClusterMap`]): decode and validate, compare the epoch,
+    /// refuse to take anything from a live incarnation, fence the incarnations the map drops and
+    /// merge their chains through their persisted tails, then store the map (FORMAT.md §10).
+    fn put_cluster_map(&self, expected: Epoch, payload: &[u8]) -> Result<Response, Refusal> {
+        let mut state = lock(&self.map);
         let max = cluster_area::payload_max(&self.pool);
         if payload.len() as u64 > max {
             return Err(Refusal::Answer(
@@ -793,25 +903,121 @@ impl MemoryNode {
                 ),
             ));
         }
-        let stored = cluster_area::read(&self.pool).map(|m| m.epoch);
-        if epoch == 0 || stored.is_some_and(|s| epoch <= s) {
+        let map = dinomo_control::decode(payload).map_err(|e| {
+            Refusal::Answer(ErrorCode::BadRequest, format!("invalid cluster map: {e}"))
+        })?;
+        if state.epoch != expected {
             return Err(Refusal::Answer(
                 ErrorCode::Stale,
                 format!(
-                    "cluster map epoch {epoch} is not newer than the stored epoch {}",
-                    stored.unwrap_or(0)
+                    "the stored cluster map has epoch {}, not the expected {expected}",
+                    state.epoch
                 ),
             ));
         }
-        cluster_area::write(&self.pool, epoch, payload).map_err(IndexError::from)?;
+        if expected.next() != Some(map.epoch()) {
+            return Err(Refusal::Answer(
+                ErrorCode::BadRequest,
+                format!(
+                    "a cluster map after epoch {expected} must have epoch {}, not {}",
+                    expected.0.saturating_add(1),
+                    map.epoch()
+                ),
+            ));
+        }
+        let chain_count = self.pool.layout().chain_count;
+        for node in map.nodes() {
+            for core in &node.cores {
+                if core.chain.0 >= chain_count {
+                    return Err(Refusal::Answer(
+                        ErrorCode::BadRequest,
+                        format!(
+                            "kn {} core {} writes {}, outside the pool's {chain_count} chains",
+                            node.kn, core.core, core.chain
+                        ),
+                    ));
+                }
+            }
+        }
+        let dropped = match &state.map {
+            Some(stored) => {
+                let mut sessions = lock(&self.sessions);
+                check_no_live_loss(stored, &map, &sessions)?;
+                let dropped: Vec<&NodeInfo> = stored
+                    .nodes()
+                    .iter()
+                    .filter(|old| !map.nodes().iter().any(|n| n.incarnation == old.incarnation))
+                    .collect();
+                // Fenced before their chains are merged: nothing of theirs can be added after.
+                for node in &dropped {
+                    sessions.fence(node.incarnation);
+                }
+                dropped
+                    .iter()
+                    .flat_map(|node| node.cores.iter().map(|core| core.chain))
+                    .filter(|&c| c.0 < chain_count)
+                    .collect::<Vec<ChainId>>()
+            }
+            None => Vec::new(),
+        };
+        if !dropped.is_empty() {
+            self.shared
+                .merger
+                .merge_chains(dropped.iter().copied(), MergeScope::All)?;
+        }
+        cluster_area::write(&self.pool, u64::from(map.epoch().0), payload)
+            .map_err(IndexError::from)?;
+        *state = MapState {
+            epoch: map.epoch(),
+            payload: Some(payload.to_vec()),
+            map: Some(map),
+        };
         Ok(Response::Stored)
     }
 }
 
+/// Without a controller, a map may change nothing of a live incarnation: each node of `stored`
+/// that some connection is bound to must be in `new` unchanged, with the same slots.
+fn check_no_live_loss(
+    stored: &ClusterMap,
+    new: &ClusterMap,
+    sessions: &Sessions,
+) -> Result<(), Refusal> {
+    for node in stored.nodes() {
+        if !sessions.is_live(node.incarnation) {
+            continue;
+        }
+        let kept = new.node(node.kn) == Some(node)
+            && node.cores.iter().all(|core| {
+                let owner = Owner {
+                    kn: node.kn,
+                    core: core.core,
+                };
+                slots_of(stored, owner) == slots_of(new, owner)
+            });
+        if !kept {
+            let port = node.cores.first().map_or(0, |c| c.port);
+            return Err(Refusal::Answer(
+                ErrorCode::Conflict,
+                format!(
+                    "kn {} (incarnation {}) at {}:{port} is live and owns slots in the cluster map \
+                     of epoch {}; stop it first (moving slots between live nodes needs the \
+                     controller)",
+                    node.kn,
+                    node.incarnation,
+                    node.host,
+                    stored.epoch()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl RpcHandler for MemoryNode {
-    fn handle(&self, request: &[u8]) -> Vec<u8> {
+    fn handle(&self, peer: PeerId, request: &[u8]) -> Vec<u8> {
         match Request::decode(request) {
-            Ok(request) => self.serve(&request).encode(),
+            Ok(request) => self.serve(peer, &request).encode(),
             Err(e) => {
                 let c = &self.shared.counters;
                 c.rpcs.fetch_add(1, Ordering::Relaxed);
@@ -819,6 +1025,10 @@ impl RpcHandler for MemoryNode {
                 Response::error(ErrorCode::BadRequest, format!("malformed request: {e}")).encode()
             }
         }
+    }
+
+    fn disconnected(&self, peer: PeerId) {
+        MemoryNode::disconnected(self, peer);
     }
 }
 

@@ -5,3 +5,4 @@
 pub mod client;
 pub mod memnode;
 pub mod proto;
+pub mod sessions;

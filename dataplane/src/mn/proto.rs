@@ -6,10 +6,11 @@
 //! against the bytes present, so a malformed message is an error, never a panic or an unbounded
 //! allocation. Requests and responses travel as the payload of the fabric's RPC verb.
 
-use dinomo_pmem::{BlockId, ChainId, PoolOffset};
+use dinomo_control::Incarnation;
+use dinomo_pmem::{BlockId, ChainId, Epoch, PoolOffset};
 
 /// Version of this protocol, exchanged in `Hello`.
-pub const PROTO_VERSION: u16 = 1;
+pub const PROTO_VERSION: u16 = 2;
 /// Blocks one `AllocBlocks` may ask for.
 pub const ALLOC_BLOCKS_MAX: u32 = 8;
 /// Chains one `Failover` may name.
@@ -24,14 +25,23 @@ pub const MESSAGE_BYTES_MAX: usize = 4096;
 /// A request to the MN.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    /// Who are you: the MN's boot and pool identity, and the protocol version.
-    Hello { version: u16 },
-    /// A KN worker core starts writing chain `chain`. The MN merges the chain through its
-    /// persisted tail (so the writer starts with nothing unmerged), frees spares an earlier
-    /// writer of the chain never linked, allocates a first block if the chain has none, records
-    /// `session`, and answers with the head block, its `used` and the next sequence number.
-    Attach { chain: ChainId, session: u64 },
-    /// Hand chain `chain` up to `count` free blocks (RESERVED for it, not yet linked).
+    /// Who are you: the MN's boot and pool identity, and the protocol version. A KN shows its
+    /// incarnation, which binds this connection to it (`Incarnation::NONE`: an anonymous
+    /// connection, which may read and ask for counters but not attach); a fenced incarnation is
+    /// refused.
+    Hello {
+        version: u16,
+        incarnation: Incarnation,
+    },
+    /// This connection's worker core starts writing chain `chain`. The MN checks that the stored
+    /// cluster map gives the chain to this connection's incarnation and that no other live
+    /// connection writes it, merges the chain through its persisted tail (so the writer starts
+    /// with nothing unmerged), frees spares an earlier writer of the chain never linked,
+    /// allocates a first block if the chain has none, records the incarnation in the log table,
+    /// and answers with the head block, its `used` and the next sequence number.
+    Attach { chain: ChainId },
+    /// Hand chain `chain` up to `count` free blocks (RESERVED for it, not yet linked). Only the
+    /// connection that attached the chain may ask.
     AllocBlocks { chain: ChainId, count: u32 },
     /// Merge chain `chain` through its persisted tail, head block included; answer when done.
     MergeAll { chain: ChainId },
@@ -43,8 +53,12 @@ pub enum Request {
     RemoveIndirect { key: Vec<u8> },
     /// The cluster map stored in the pool.
     GetClusterMap,
-    /// Store a cluster map with a newer epoch.
-    PutClusterMap { epoch: u64, payload: Vec<u8> },
+    /// Store a cluster map: a compare-and-swap on the stored map's epoch. The MN decodes and
+    /// validates `payload`, whose epoch must follow `expected`, which must be the stored epoch
+    /// (`Epoch::ZERO`: none stored). Without a controller, a map may not take slots or chains
+    /// from a live incarnation; the incarnations it drops are fenced and their chains merged
+    /// through their persisted tails before the map is stored.
+    PutClusterMap { expected: Epoch, payload: Vec<u8> },
     /// Counters for INFO.
     Stats,
 }
@@ -71,8 +85,16 @@ pub enum ErrorCode {
     BadRequest = 1,
     NoSpace = 2,
     Corrupt = 3,
+    /// An expected epoch that is not the stored one.
     Stale = 4,
     Internal = 5,
+    /// A map change that would take slots or chains from a live incarnation, or a chain another
+    /// live connection writes.
+    Conflict = 6,
+    /// The cluster map does not give the chain to this connection's incarnation.
+    NotOwner = 7,
+    /// The incarnation was fenced.
+    Fenced = 8,
 }
 
 /// The MN's answer.
@@ -99,7 +121,7 @@ pub enum Response {
     },
     Cell(Option<PoolOffset>),
     Removed(bool),
-    ClusterMap(Option<(u64, Vec<u8>)>),
+    ClusterMap(Option<(Epoch, Vec<u8>)>),
     Stored,
     Stats(MnStats),
     Error {
@@ -208,8 +230,11 @@ impl Request {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer(Vec::new());
         match self {
-            Request::Hello { version } => w.u8(1).u16(*version),
-            Request::Attach { chain, session } => w.u8(2).u32(chain.0).u64(*session),
+            Request::Hello {
+                version,
+                incarnation,
+            } => w.u8(1).u16(*version).u64(incarnation.0),
+            Request::Attach { chain } => w.u8(2).u32(chain.0),
             Request::AllocBlocks { chain, count } => w.u8(3).u32(chain.0).u32(*count),
             Request::MergeAll { chain } => w.u8(4).u32(chain.0),
             Request::Failover { chains } => {
@@ -222,7 +247,7 @@ impl Request {
             Request::InstallIndirect { key } => w.u8(6).bytes(key),
             Request::RemoveIndirect { key } => w.u8(7).bytes(key),
             Request::GetClusterMap => w.u8(8),
-            Request::PutClusterMap { epoch, payload } => w.u8(9).u64(*epoch).bytes(payload),
+            Request::PutClusterMap { expected, payload } => w.u8(9).u32(expected.0).bytes(payload),
             Request::Stats => w.u8(10),
         };
         w.0
@@ -231,10 +256,12 @@ impl Request {
     pub fn decode(b: &[u8]) -> Result<Request, ProtoError> {
         let mut r = Reader { b, at: 0 };
         let req = match r.u8()? {
-            1 => Request::Hello { version: r.u16()? },
+            1 => Request::Hello {
+                version: r.u16()?,
+                incarnation: Incarnation(r.u64()?),
+            },
             2 => Request::Attach {
                 chain: ChainId(r.u32()?),
-                session: r.u64()?,
             },
             3 => {
                 let chain = ChainId(r.u32()?);
@@ -270,7 +297,7 @@ impl Request {
             },
             8 => Request::GetClusterMap,
             9 => Request::PutClusterMap {
-                epoch: r.u64()?,
+                expected: Epoch(r.u32()?),
                 payload: r.bytes("cluster map", MAP_BYTES_MAX)?,
             },
             10 => Request::Stats,
@@ -335,7 +362,7 @@ impl Response {
             Response::Removed(removed) => w.u8(6).u8(u8::from(*removed)),
             Response::ClusterMap(None) => w.u8(7).u8(0),
             Response::ClusterMap(Some((epoch, payload))) => {
-                w.u8(7).u8(1).u64(*epoch).bytes(payload)
+                w.u8(7).u8(1).u32(epoch.0).bytes(payload)
             }
             Response::Stored => w.u8(8),
             Response::Stats(s) => w
@@ -404,7 +431,10 @@ impl Response {
             6 => Response::Removed(r.u8()? != 0),
             7 => match r.u8()? {
                 0 => Response::ClusterMap(None),
-                1 => Response::ClusterMap(Some((r.u64()?, r.bytes("cluster map", MAP_BYTES_MAX)?))),
+                1 => Response::ClusterMap(Some((
+                    Epoch(r.u32()?),
+                    r.bytes("cluster map", MAP_BYTES_MAX)?,
+                ))),
                 _ => return Err(ProtoError::Bad("cluster map presence")),
             },
             8 => Response::Stored,
@@ -427,6 +457,9 @@ impl Response {
                     2 => ErrorCode::NoSpace,
                     3 => ErrorCode::Corrupt,
                     4 => ErrorCode::Stale,
+                    6 => ErrorCode::Conflict,
+                    7 => ErrorCode::NotOwner,
+                    8 => ErrorCode::Fenced,
                     _ => ErrorCode::Internal,
                 };
                 let message =
@@ -447,11 +480,11 @@ mod tests {
     #[test]
     fn every_message_round_trips() {
         let requests = vec![
-            Request::Hello { version: 1 },
-            Request::Attach {
-                chain: ChainId(3),
-                session: 99,
+            Request::Hello {
+                version: 1,
+                incarnation: Incarnation(0xfeed),
             },
+            Request::Attach { chain: ChainId(3) },
             Request::AllocBlocks {
                 chain: ChainId(1),
                 count: 2,
@@ -466,7 +499,7 @@ mod tests {
             Request::RemoveIndirect { key: vec![] },
             Request::GetClusterMap,
             Request::PutClusterMap {
-                epoch: 5,
+                expected: Epoch(5),
                 payload: vec![1, 2, 3],
             },
             Request::Stats,
@@ -498,7 +531,10 @@ mod tests {
             Response::Cell(None),
             Response::Removed(true),
             Response::ClusterMap(None),
-            Response::ClusterMap(Some((3, vec![7; 10]))),
+            Response::ClusterMap(Some((Epoch(3), vec![7; 10]))),
+            Response::error(ErrorCode::Conflict, "live"),
+            Response::error(ErrorCode::NotOwner, "not yours"),
+            Response::error(ErrorCode::Fenced, "fenced"),
             Response::Stored,
             Response::Stats(MnStats {
                 keys: -1,

@@ -5,14 +5,16 @@
 
 use std::sync::Arc;
 
+use dinomo_control::{ClusterMap, CoreId, Incarnation, KnId};
 use dinomo_dataplane::cache::Policy;
 use dinomo_dataplane::fabric::Fabric;
 use dinomo_dataplane::fabric::local::{LocalFabric, LocalOptions};
 use dinomo_dataplane::kn::node::{CONNECTIONS_MAX_DEFAULT, KnNode, KnOptions};
 use dinomo_dataplane::kn::{Command, Durability, Engine, EngineConfig, Reply, SetCond};
+use dinomo_dataplane::mn::client::MnClient;
 use dinomo_dataplane::mn::memnode::{MemoryNode, NodeOptions};
 use dinomo_dataplane::resp::Limits;
-use dinomo_pmem::{ChainId, MemBackend, PoolConfig};
+use dinomo_pmem::{ChainId, Epoch, MemBackend, PoolConfig};
 
 pub struct Mn {
     pub node: Arc<MemoryNode>,
@@ -36,14 +38,31 @@ pub fn memnode(size: u64, block: u64) -> Mn {
         Arc::clone(node.backend()),
         LocalOptions::default().with_rpc_handler(node.clone()),
     );
+    // The engines of a test write their chains as one incarnation, which the map gives every
+    // chain (a KN node started on `mn` claims the slots for itself).
+    let mut qp = fabric.connect().expect("qp");
+    let mut client = MnClient::new(&mut *qp);
+    client.hello(INCARNATION).expect("hello");
+    let cores: Vec<(CoreId, u16, ChainId)> = (0..cfg.chain_count)
+        .map(|c| (CoreId(c as u16), 1000 + c as u16, ChainId(c)))
+        .collect();
+    client
+        .store_next_map(|epoch| {
+            ClusterMap::single_node(KnId(1), INCARNATION, "engines", &cores, epoch)
+        })
+        .expect("the test map is stored");
     Mn { node, fabric }
 }
+
+/// The incarnation of the engines a test attaches.
+pub const INCARNATION: Incarnation = Incarnation(0xe461_0001);
 
 pub fn engine_config(chain: u32, policy: Policy, cache_bytes: usize) -> EngineConfig {
     EngineConfig {
         cache_policy: policy,
         cache_bytes,
-        ..EngineConfig::new(ChainId(chain), 1)
+        incarnation: INCARNATION,
+        ..EngineConfig::new(ChainId(chain), Epoch(1))
     }
 }
 
@@ -124,7 +143,7 @@ pub fn kn_options(cores: usize) -> KnOptions {
         first_chain: 0,
         engine: EngineConfig {
             durability: Durability::Memory,
-            ..EngineConfig::new(ChainId(0), 1)
+            ..EngineConfig::new(ChainId(0), Epoch(1))
         },
         pin: false,
         sqpoll: false,

@@ -19,14 +19,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::frame::{self, CloseCode, Payload, Response};
-use super::{
-    TCP_CONNECT_TIMEOUT_DEFAULT, TCP_FORWARD_IDLE_MAX, TCP_FORWARD_TIMEOUT_DEFAULT,
-    TCP_RECV_CHUNK_BYTES,
-};
+use super::{TCP_CONNECT_TIMEOUT_DEFAULT, TCP_FORWARD_TIMEOUT_DEFAULT, TCP_RECV_CHUNK_BYTES};
 use crate::fabric::local::check_batch;
 use crate::fabric::rpc::RpcService;
 use crate::fabric::{
-    Completion, CompletionData, Fabric, PostError, QpCounters, QueuePair, Verb, VerbError,
+    Completion, CompletionData, Fabric, PeerId, PostError, QpCounters, QueuePair, Verb, VerbError,
     VerbKind, WrId,
 };
 
@@ -437,12 +434,16 @@ impl QueuePair for TcpQp {
 }
 
 /// Sends RPCs to the MN's tcp server and waits for the replies: the RPC path of a fabric whose
-/// verbs go elsewhere (the local fabric over a pool file that the MN process maps too). It runs
-/// on RPC threads, which may block; it keeps a few idle connections for reuse.
+/// verbs go elsewhere (the local fabric over a pool file that the MN process maps too, or
+/// RDMA). It runs on RPC threads, which may block. Each local queue pair (`peer`) gets its own
+/// connection, opened at its first RPC and closed when the queue pair is gone, so that the
+/// memory node sees one peer per queue pair (a queue pair's incarnation binds its connection).
+/// A connection that fails or times out is dropped, and with it that binding.
 pub struct TcpRpcForwarder {
     fabric: TcpFabric,
     timeout: Duration,
-    idle: Mutex<Vec<TcpQp>>,
+    /// Each peer's connection; its lock serializes the peer's RPCs.
+    conns: Mutex<HashMap<PeerId, Arc<Mutex<Option<TcpQp>>>>>,
     next_wr: AtomicU64,
 }
 
@@ -461,7 +462,7 @@ impl TcpRpcForwarder {
         TcpRpcForwarder {
             fabric,
             timeout: TCP_FORWARD_TIMEOUT_DEFAULT,
-            idle: Mutex::new(Vec::new()),
+            conns: Mutex::new(HashMap::new()),
             next_wr: AtomicU64::new(0),
         }
     }
@@ -473,70 +474,79 @@ impl TcpRpcForwarder {
         self
     }
 
-    fn take_qp(&self) -> Result<TcpQp, VerbError> {
-        let idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .pop();
-        match idle {
-            Some(qp) => Ok(qp),
-            None => self.fabric.connect_tcp(),
-        }
-    }
-
-    fn put_back(&self, qp: TcpQp) {
-        let mut idle = self
-            .idle
+    fn slot(&self, peer: PeerId) -> Arc<Mutex<Option<TcpQp>>> {
+        let mut conns = self
+            .conns
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if idle.len() < TCP_FORWARD_IDLE_MAX {
-            idle.push(qp);
-        }
+        Arc::clone(conns.entry(peer).or_default())
     }
-}
 
-impl RpcService for TcpRpcForwarder {
-    fn call(&self, request: &[u8]) -> Result<Vec<u8>, VerbError> {
-        let mut qp = self.take_qp()?;
+    /// One RPC on `qp`; `Err` with `keep == false` means the connection is unusable now.
+    fn forward(&self, qp: &mut TcpQp, request: &[u8]) -> (Result<Vec<u8>, VerbError>, bool) {
         let wr = WrId(self.next_wr.fetch_add(1, Ordering::Relaxed));
-        qp.post(
+        let posted = qp.post(
             wr,
             Verb::Rpc {
                 request: request.to_vec(),
             },
-        )
-        .map_err(|e| match e {
-            PostError::Invalid(e) => e,
-            other => VerbError::Disconnected(other.to_string()),
-        })?;
+        );
+        if let Err(e) = posted {
+            let e = match e {
+                PostError::Invalid(e) => e,
+                other => VerbError::Disconnected(other.to_string()),
+            };
+            return (Err(e), false);
+        }
         let deadline = Instant::now() + self.timeout;
         let mut out = Vec::with_capacity(1);
         loop {
             if qp.poll(&mut out, 1) == 1 {
                 let c = out.remove(0);
                 let keep = !matches!(c.result, Err(VerbError::Disconnected(_)));
-                if keep {
-                    self.put_back(qp);
-                }
-                return match c.result {
+                let result = match c.result {
                     Ok(CompletionData::Bytes(reply)) => Ok(reply),
                     Ok(other) => Err(VerbError::Refused(format!(
                         "the memory node answered an RPC with {other:?}"
                     ))),
                     Err(e) => Err(e),
                 };
+                return (result, keep);
             }
             let now = Instant::now();
             if now >= deadline {
                 // The reply may still come; this connection is dropped so it cannot be
                 // mistaken for the answer to a later request.
-                return Err(VerbError::Refused(format!(
+                let e = VerbError::Refused(format!(
                     "no RPC reply from the memory node within {:?}",
                     self.timeout
-                )));
+                ));
+                return (Err(e), false);
             }
             qp.wait_readable(deadline - now);
         }
+    }
+}
+
+impl RpcService for TcpRpcForwarder {
+    fn call(&self, peer: PeerId, request: &[u8]) -> Result<Vec<u8>, VerbError> {
+        let slot = self.slot(peer);
+        let mut conn = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let qp = match conn.as_mut() {
+            Some(qp) => qp,
+            None => conn.insert(self.fabric.connect_tcp()?),
+        };
+        let (result, keep) = self.forward(qp, request);
+        if !keep {
+            *conn = None;
+        }
+        result
+    }
+
+    fn disconnected(&self, peer: PeerId) {
+        self.conns
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&peer);
     }
 }

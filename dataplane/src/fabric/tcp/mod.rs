@@ -53,8 +53,6 @@ pub const TCP_RECV_CHUNK_BYTES: usize = 64 << 10;
 pub const TCP_OUTPUT_PENDING_BYTES_MAX: usize = 4 << 20;
 /// How long the RPC forwarder waits for a reply by default (a merge RPC can take a while).
 pub const TCP_FORWARD_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
-/// Idle connections the RPC forwarder keeps for reuse.
-pub const TCP_FORWARD_IDLE_MAX: usize = 4;
 
 const _: () = assert!(TCP_CONNECTIONS_DEFAULT <= TCP_CONNECTIONS_MAX);
 const _: () = assert!(TCP_CONNECTIONS_MAX + TCP_CLOSING_MAX < (1 << 24));

@@ -43,7 +43,7 @@ use super::{
 };
 use crate::fabric::local::{check_range, execute_cas, execute_faa, execute_write};
 use crate::fabric::rpc::{HandlerService, RPC_THREADS_DEFAULT, RpcPool};
-use crate::fabric::{RPC_BYTES_MAX, RpcHandler, VerbError, VerbKind};
+use crate::fabric::{PeerId, RPC_BYTES_MAX, RpcHandler, VerbError, VerbKind};
 
 /// Configuration of a [`TcpServer`].
 #[derive(Clone)]
@@ -387,6 +387,8 @@ enum State {
 struct Conn {
     stream: TcpStream,
     generation: u32,
+    /// The connection's name at the RPC handler, told when the connection is freed.
+    peer: PeerId,
     state: State,
     /// Received bytes `input[in_start..in_end]` not yet decoded; the vector's length is what a
     /// receive may fill.
@@ -668,6 +670,7 @@ impl Loop {
         let mut conn = Conn {
             stream,
             generation,
+            peer: PeerId::fresh(),
             state: State::Hello,
             input: vec![0; TCP_RECV_CHUNK_BYTES],
             in_start: 0,
@@ -811,6 +814,7 @@ impl Loop {
                 body,
                 slot,
                 conn.generation,
+                conn.peer,
             );
             match step {
                 Step::Next => conn.in_start += frame::LEN_BYTES + len,
@@ -976,6 +980,9 @@ impl Loop {
             .is_some_and(|c| c.state == State::Closing && !c.recv_in_flight && !c.send_in_flight);
         if done {
             // Dropping the connection closes its socket; no operation names its buffers now.
+            if let (Some(conn), Some(pool)) = (&self.conns[slot], &self.ctx.pool) {
+                pool.disconnected(conn.peer);
+            }
             self.conns[slot] = None;
             self.free.push(slot);
         }
@@ -1072,6 +1079,7 @@ fn handle_frame(
     body: &[u8],
     slot: usize,
     generation: u32,
+    peer: PeerId,
 ) -> Step {
     let request = match frame::decode_request(body) {
         Ok(r) => r,
@@ -1175,7 +1183,7 @@ fn handle_frame(
                 });
                 wake.signal();
             });
-            match pool.try_submit(request.to_vec(), reply) {
+            match pool.try_submit(peer, request.to_vec(), reply) {
                 Ok(()) => {
                     *rpcs_in_flight += 1;
                     ctx.rpcs_total += 1;

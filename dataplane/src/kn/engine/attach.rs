@@ -1,4 +1,5 @@
-//! Start-up: [`Engine::attach`] reads the pool's layout, attaches to the chain (the MN merges
+//! Start-up: [`Engine::attach`] says hello as the node's incarnation, reads the pool's layout,
+//! attaches to the chain (the MN checks that the cluster map gives it to this incarnation, merges
 //! what an earlier writer of the chain left and answers where to append), and reads the index's
 //! table headers. Blocking, through the MN client with its deadline: this is the core's
 //! start-up, not its loop.
@@ -24,10 +25,11 @@ impl Engine {
     /// Starts an engine on `qp`, which must be idle.
     pub fn attach(mut qp: Box<dyn QueuePair>, cfg: EngineConfig) -> Result<Engine, StartError> {
         let mut client = MnClient::new(&mut *qp);
+        client.hello(cfg.incarnation)?;
         let region = client.region_len();
         let superblock = client.read(PoolOffset(0), SUPERBLOCK_LEN as u32)?;
         let layout = Layout::decode(&superblock, region)?;
-        let attached = client.attach(cfg.chain, cfg.session)?;
+        let attached = client.attach(cfg.chain)?;
         let root = client.read(PoolOffset(layout.root_off), ROOT_INDEX_WORDS_LEN)?;
         let (table_off, next_off) =
             decode_root(&root).ok_or_else(|| StartError::Unexpected("a short root".into()))?;

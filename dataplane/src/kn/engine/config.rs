@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use dinomo_pmem::ChainId;
+use dinomo_control::Incarnation;
+use dinomo_pmem::{ChainId, Epoch};
 
 use crate::cache::Policy;
 use crate::fabric::VerbError;
@@ -24,8 +25,11 @@ pub enum Durability {
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     pub chain: ChainId,
-    pub epoch: u32,
-    pub session: u64,
+    /// The epoch this core's entries are written in: the epoch of the map that gave it its
+    /// slots.
+    pub epoch: Epoch,
+    /// The run of the node this core belongs to, shown to the memory node before attaching.
+    pub incarnation: Incarnation,
     pub cache_policy: Policy,
     pub cache_bytes: usize,
     pub durability: Durability,
@@ -35,11 +39,11 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
-    pub fn new(chain: ChainId, epoch: u32) -> EngineConfig {
+    pub fn new(chain: ChainId, epoch: Epoch) -> EngineConfig {
         EngineConfig {
             chain,
             epoch,
-            session: 0,
+            incarnation: Incarnation::NONE,
             cache_policy: Policy::Dac,
             cache_bytes: CACHE_BYTES_DEFAULT,
             durability: Durability::Memory,

@@ -217,7 +217,7 @@ impl Connection for EmbeddedConnection {
             };
             // Block for the first reply only; take the rest that are already there.
             let reply = if n == 0 {
-                StoreHandle::wait(front)
+                self.store.wait(front)
             } else {
                 match front.try_recv() {
                     Ok(KnReply::Error(e)) => Err(e.into()),
@@ -231,6 +231,7 @@ impl Connection for EmbeddedConnection {
                 Ok(KnReply::Value(None)) | Ok(KnReply::NotSet) => Reply::Nil,
                 Ok(KnReply::Ok) | Ok(KnReply::Int(_)) => Reply::Done,
                 Ok(KnReply::Error(e)) => Reply::Error(e.to_string()),
+                Ok(KnReply::Moved(slot)) => Reply::Error(format!("slot {slot} moved")),
                 Err(e) => Reply::Error(e.to_string()),
             });
             n += 1;

@@ -1,29 +1,22 @@
 //! `dinomo kn`: a KVS node against a separate memory node (`dinomo memnode`) over the tcp
-//! fabric. Each worker core holds its own connection to the memory node; the node's counters for
-//! `INFO` are fetched once a second by a control thread.
+//! fabric. Each worker core holds its own connection to the memory node; the node's control
+//! thread holds one more, on which it fetches the memory node's counters for `INFO`.
 
 use std::net::ToSocketAddrs;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use dinomo_control::KnId;
-use dinomo_dataplane::fabric::Fabric;
 use dinomo_dataplane::fabric::tcp::TcpFabric;
 use dinomo_dataplane::kn::node::KnNode;
-use dinomo_dataplane::kn::shared::MnStatsSource;
-use dinomo_dataplane::mn::client::rpc_timeout;
-use dinomo_dataplane::mn::proto::{MnStats, Request, Response};
 
 use crate::knconf::{KnFlags, read_file, resolve};
 use crate::serve::{announce, install_signals, kn_options};
 
 /// Chains each KN id is given room for: node `n` writes chains from `(n - 1) * CHAINS_PER_KN`.
 pub const CHAINS_PER_KN: u32 = 64;
-/// How often the memory node's counters are fetched.
-const STATS_PERIOD: Duration = Duration::from_secs(1);
 const LOG: &str = "dinomo kn";
 
 /// Run a KVS node against a memory node over TCP.
@@ -48,15 +41,6 @@ pub struct Args {
     kn_id: Option<u32>,
     #[command(flatten)]
     kn: KnFlags,
-}
-
-/// The memory node's counters, refreshed by a control thread.
-struct RemoteStats(Mutex<Option<MnStats>>);
-
-impl MnStatsSource for RemoteStats {
-    fn mn_stats(&self) -> Option<MnStats> {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -95,45 +79,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let stop = install_signals()?;
     let fabric = TcpFabric::new(addr, token);
-    let stats = Arc::new(RemoteStats(Mutex::new(None)));
     let first_chain = (kn_id - 1) * CHAINS_PER_KN;
-    let source: Arc<dyn MnStatsSource> = stats.clone();
+    // No in-process memory node: the node's control thread fetches its counters.
     let node = KnNode::start(
         &fabric,
         kn_options(&settings, KnId(kn_id), first_chain),
-        Some(source),
+        None,
     )
     .with_context(|| format!("cannot start the KVS node against {addr}"))?;
-    announce(&node, &settings)?;
+    announce(&node, &settings, LOG)?;
 
-    let control_stop = Arc::new(AtomicBool::new(false));
-    let control = {
-        let (stats, control_stop) = (Arc::clone(&stats), Arc::clone(&control_stop));
-        let mut qp = fabric
-            .connect()
-            .map_err(|e| anyhow!("control connection: {e}"))?;
-        std::thread::Builder::new()
-            .name("dinomo-control".into())
-            .spawn(move || {
-                while !control_stop.load(Ordering::Relaxed) {
-                    match rpc_timeout(&mut *qp, &Request::Stats, Duration::from_secs(5)) {
-                        Ok(Response::Stats(s)) => {
-                            *stats.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(s)
-                        }
-                        Ok(_) => {}
-                        Err(e) => eprintln!("{LOG}: fetching the memory node's counters: {e}"),
-                    }
-                    std::thread::sleep(STATS_PERIOD);
-                }
-            })?
-    };
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50));
     }
     eprintln!("{LOG}: stopping");
-    control_stop.store(true, Ordering::Relaxed);
     node.stop().context("stopping the KVS node")?;
-    let _ = control.join();
     eprintln!("{LOG}: stopped cleanly");
     Ok(())
 }

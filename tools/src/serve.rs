@@ -122,7 +122,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let stats: Arc<dyn MnStatsSource> = memnode.clone();
     let node = KnNode::start(&fabric, kn_options(&settings, KnId(1), 0), Some(stats))
         .context("cannot start the KVS node")?;
-    announce(&node, &settings)?;
+    announce(&node, &settings, LOG)?;
 
     while !stop.load(Ordering::SeqCst) {
         if let Some(reason) = memnode.failure() {
@@ -183,8 +183,8 @@ pub fn kn_options(settings: &KnSettings, kn: KnId, first_chain: u32) -> KnOption
     }
 }
 
-/// Prints the one stdout line and logs where each core listens.
-pub fn announce(node: &KnNode, settings: &KnSettings) -> anyhow::Result<()> {
+/// Prints the one stdout line and logs where each core listens, with the log prefix `log`.
+pub fn announce(node: &KnNode, settings: &KnSettings, log: &str) -> anyhow::Result<()> {
     let base = node
         .base_addr()
         .ok_or_else(|| anyhow!("the node has no listener"))?;
@@ -202,7 +202,10 @@ pub fn announce(node: &KnNode, settings: &KnSettings) -> anyhow::Result<()> {
         })
         .collect();
     eprintln!(
-        "{LOG}: serving on {base}; cores: {}; cache {} per core ({:?}); durability {:?}{}",
+        "{log}: serving on {base} as kn {} (incarnation {}); cores: {}; cache {} per core ({:?}); \
+         durability {:?}{}",
+        node.shared().identity.kn,
+        node.incarnation(),
         cores.join(", "),
         settings.cache_bytes / settings.cores as u64,
         settings.cache_policy,

@@ -11,6 +11,7 @@ use crossbeam_channel::RecvTimeoutError;
 
 use crate::kn::engine::{Command, EngineError, Reply, SetCond};
 use crate::kn::node::KnNode;
+use crate::kn::routing::Route;
 use crate::kn::shared::{Inbound, Shared};
 
 /// How long a call waits for a full queue to take it before it reports the core busy.
@@ -29,6 +30,12 @@ pub enum StoreError {
     Timeout(Duration),
     #[error("unexpected reply {0:?}")]
     Unexpected(String),
+    /// The key's slot is served elsewhere (or by nobody, `owner: None`).
+    #[error("slot {slot} of the key is served by {}", .owner.as_deref().unwrap_or("no core"))]
+    Moved {
+        slot: dinomo_control::Slot,
+        owner: Option<String>,
+    },
 }
 
 /// A handle service threads use; cheap to clone.
@@ -58,7 +65,16 @@ impl StoreHandle {
         if self.shared.stopping() {
             return Err(StoreError::Stopped);
         }
-        let core = self.shared.router.core_of(cmd.key());
+        let routing = self.shared.routing();
+        let core = match routing.route(cmd.key()) {
+            (_, Route::Local(core)) => usize::from(core),
+            (slot, Route::Remote(_) | Route::Unowned) => {
+                return Err(StoreError::Moved {
+                    slot,
+                    owner: routing.address(slot).map(str::to_owned),
+                });
+            }
+        };
         let (tx, rx) = crossbeam_channel::bounded(1);
         let mut message = Inbound::Embedded { cmd, reply: tx };
         let deadline = Instant::now() + SUBMIT_WAIT;
@@ -78,9 +94,13 @@ impl StoreHandle {
     }
 
     /// Waits for the reply of a submitted command.
-    pub fn wait(rx: &crossbeam_channel::Receiver<Reply>) -> Result<Reply, StoreError> {
+    pub fn wait(&self, rx: &crossbeam_channel::Receiver<Reply>) -> Result<Reply, StoreError> {
         match rx.recv_timeout(REPLY_WAIT) {
             Ok(Reply::Error(e)) => Err(StoreError::Engine(e)),
+            Ok(Reply::Moved(slot)) => Err(StoreError::Moved {
+                slot,
+                owner: self.shared.routing().address(slot).map(str::to_owned),
+            }),
             Ok(reply) => Ok(reply),
             Err(RecvTimeoutError::Timeout) => Err(StoreError::Timeout(REPLY_WAIT)),
             Err(RecvTimeoutError::Disconnected) => Err(StoreError::Stopped),
@@ -90,7 +110,7 @@ impl StoreHandle {
     /// Runs one single-key command on the key's owner core and waits for its reply.
     pub fn execute(&self, cmd: Command) -> Result<Reply, StoreError> {
         let rx = self.submit(cmd)?;
-        StoreHandle::wait(&rx)
+        self.wait(&rx)
     }
 
     /// The `INFO` text of the node (sections as for the RESP command).

@@ -10,7 +10,10 @@
 use std::fmt::Write;
 
 use crate::fabric::VerbKind;
-use crate::kn::shared::{Shared, core_ranges};
+use dinomo_control::{Owner, SLOT_COUNT, Slot, slots_of};
+
+use crate::kn::routing::Routing;
+use crate::kn::shared::{Shared, node_id};
 use crate::kn::stats::Outcome;
 use crate::resp::ReplyWriter;
 
@@ -56,7 +59,7 @@ pub fn info_text(shared: &Shared, sections: &[Vec<u8>], core: usize) -> String {
                     id.pool_uuid,
                     id.fabric,
                     id.durability,
-                    id.epoch,
+                    shared.routing().epoch(),
                 );
             }
             "clients" => {
@@ -240,53 +243,65 @@ fn dinomo_section(
     }
 }
 
-/// Answers `CLUSTER <subcommand>` for the connection on core `core`; `None` if unknown.
+/// Answers `CLUSTER <subcommand>` for the connection on this node's core `core`, from the map
+/// of `routing`: every core of every node is a master of its slot ranges, as Redis Cluster
+/// clients expect. `None` for an unknown subcommand.
 pub fn cluster_reply(
     shared: &Shared,
     core: usize,
+    routing: &Routing,
     subcommand: &[u8],
     w: &mut ReplyWriter<'_>,
 ) -> Option<()> {
-    let id = &shared.identity;
+    let map = routing.map();
+    let uuid = &shared.identity.pool_uuid;
+    let me = Owner {
+        kn: shared.identity.kn,
+        core: shared.identity.core_ids[core],
+    };
+    let endpoint = |owner: Owner| -> (&str, u16) {
+        let host = map.node(owner.kn).map_or("", |n| n.host.as_str());
+        (host, map.core(owner).map_or(0, |c| c.port))
+    };
     match subcommand {
-        b"myid" => w.bulk(id.core_node_ids[core].as_bytes()),
+        b"myid" => w.bulk(node_id(uuid, me).as_bytes()),
         b"slots" => {
-            let ranges: Vec<(usize, (u16, u16))> = (0..shared.cores())
-                .flat_map(|c| core_ranges(shared, c).into_iter().map(move |r| (c, r)))
-                .collect();
-            w.array_header(ranges.len());
-            for (c, (start, end)) in ranges {
+            w.array_header(map.slots().len());
+            for range in map.slots() {
+                let (host, port) = endpoint(range.owner);
                 w.array_header(3);
-                w.integer(i64::from(start));
-                w.integer(i64::from(end));
+                w.integer(i64::from(range.start.get()));
+                w.integer(i64::from(range.end.get()));
                 w.array_header(3);
-                w.bulk(id.host.as_bytes());
-                w.integer(i64::from(id.core_ports[c]));
-                w.bulk(id.core_node_ids[c].as_bytes());
+                w.bulk(host.as_bytes());
+                w.integer(i64::from(port));
+                w.bulk(node_id(uuid, range.owner).as_bytes());
             }
         }
         b"shards" => {
-            w.array_header(shared.cores());
-            for c in 0..shared.cores() {
-                let ranges = core_ranges(shared, c);
+            let owners: Vec<Owner> = map.owners().collect();
+            w.array_header(owners.len());
+            for owner in owners {
+                let ranges = slots_of(map, owner);
+                let (host, port) = endpoint(owner);
                 w.map_header(2);
                 w.bulk(b"slots");
                 w.array_header(ranges.len() * 2);
                 for (start, end) in ranges {
-                    w.integer(i64::from(start));
-                    w.integer(i64::from(end));
+                    w.integer(i64::from(start.get()));
+                    w.integer(i64::from(end.get()));
                 }
                 w.bulk(b"nodes");
                 w.array_header(1);
                 w.map_header(7);
                 w.bulk(b"id");
-                w.bulk(id.core_node_ids[c].as_bytes());
+                w.bulk(node_id(uuid, owner).as_bytes());
                 w.bulk(b"port");
-                w.integer(i64::from(id.core_ports[c]));
+                w.integer(i64::from(port));
                 w.bulk(b"ip");
-                w.bulk(id.host.as_bytes());
+                w.bulk(host.as_bytes());
                 w.bulk(b"endpoint");
-                w.bulk(id.host.as_bytes());
+                w.bulk(host.as_bytes());
                 w.bulk(b"role");
                 w.bulk(b"master");
                 w.bulk(b"replication-offset");
@@ -295,13 +310,54 @@ pub fn cluster_reply(
                 w.bulk(b"online");
             }
         }
+        b"nodes" => {
+            let mut text = String::new();
+            for owner in map.owners() {
+                let (host, port) = endpoint(owner);
+                let flags = if owner == me {
+                    "myself,master"
+                } else {
+                    "master"
+                };
+                let _ = write!(
+                    text,
+                    "{} {host}:{port}@0 {flags} - 0 0 {} connected",
+                    node_id(uuid, owner),
+                    map.epoch()
+                );
+                for (start, end) in slots_of(map, owner) {
+                    if start == end {
+                        let _ = write!(text, " {start}");
+                    } else {
+                        let _ = write!(text, " {start}-{end}");
+                    }
+                }
+                text.push('\n');
+            }
+            w.verbatim_text(text.as_bytes());
+        }
         b"info" => {
+            let owners = map.owners().count();
+            let served = Slot::all()
+                .filter(|&slot| routing.address(slot).is_some())
+                .count();
             let text = format!(
-                "cluster_enabled:1\r\ncluster_state:ok\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:16384\r\n\
-                 cluster_slots_pfail:0\r\ncluster_slots_fail:0\r\ncluster_known_nodes:{0}\r\ncluster_size:{0}\r\n\
-                 cluster_current_epoch:{1}\r\ncluster_my_epoch:{1}\r\n",
-                shared.cores(),
-                id.epoch
+                "cluster_enabled:1\r\ncluster_state:{}\r\ncluster_slots_assigned:{served}\r\n\
+                 cluster_slots_ok:{served}\r\ncluster_slots_pfail:0\r\ncluster_slots_fail:0\r\n\
+                 cluster_known_nodes:{owners}\r\ncluster_size:{}\r\ncluster_current_epoch:{}\r\n\
+                 cluster_my_epoch:{}\r\n",
+                if served == usize::from(SLOT_COUNT) {
+                    "ok"
+                } else {
+                    "fail"
+                },
+                map.slots()
+                    .iter()
+                    .map(|r| r.owner)
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len(),
+                map.epoch(),
+                map.epoch(),
             );
             w.verbatim_text(text.as_bytes());
         }

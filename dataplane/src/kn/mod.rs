@@ -2,10 +2,12 @@
 //! log block, queue pair), serving the Redis protocol and the embedded API.
 
 pub mod constants;
+pub mod control;
 pub mod embedded;
 pub mod engine;
 pub mod info;
 pub mod node;
+pub mod routing;
 pub mod session;
 pub mod shared;
 pub mod slab;

@@ -8,7 +8,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -16,11 +16,11 @@ use dinomo_control::{ClusterMap, CoreId, Incarnation, KnId, MapError};
 use dinomo_pmem::{ChainId, Epoch};
 
 use crate::fabric::{Fabric, VerbError};
+use crate::kn::control::{ControlError, ControlThread, RemoteStats, WorkerControl};
 use crate::kn::engine::{Engine, EngineConfig, StartError};
-use crate::kn::shared::{
-    CoreSnapshot, MnStatsSource, NodeIdentity, Router, Shared, node_id, queues,
-};
-use crate::kn::worker::{Worker, WorkerOptions};
+use crate::kn::routing::Routing;
+use crate::kn::shared::{CoreSnapshot, MnStatsSource, NodeIdentity, Shared, queues};
+use crate::kn::worker::{Worker, WorkerOptions, WorkerQueues};
 use crate::mn::client::{ClientError, MnClient};
 use crate::mn::proto::ErrorCode;
 use crate::resp::Limits;
@@ -70,12 +70,15 @@ pub enum NodeError {
     Conflict(String),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Control(#[from] ControlError),
 }
 
 /// A running node.
 pub struct KnNode {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<std::io::Result<()>>>,
+    control: Option<ControlThread>,
     base_addr: Option<SocketAddr>,
     core_addrs: Vec<SocketAddr>,
     cpus: Vec<Option<usize>>,
@@ -121,12 +124,13 @@ impl KnNode {
 
         // The cluster map: this incarnation takes every slot with a new epoch, so that its writes
         // order after every earlier one; the memory node refuses if a live node owns slots.
+        // The control connection stays bound to the incarnation for the node's whole life (the
+        // control thread owns it), so the node is live from here on.
         let incarnation = fresh_incarnation();
         let mut control_qp = fabric.connect()?;
         let (map, uuid) = claim_slots(&mut *control_qp, &options, incarnation, &core_ids, &ports)?;
-        drop(control_qp);
         let map_epoch = map.epoch();
-        let router = Router::new(&map, options.kn, &core_ids).map_err(NodeError::Setup)?;
+        let routing = Arc::new(Routing::new(Arc::new(map), options.kn, &core_ids));
 
         let mut engines = Vec::new();
         for core in 0..options.cores {
@@ -145,15 +149,24 @@ impl KnNode {
             receivers,
             wakers,
         } = queues(options.cores)?;
+        let WorkerControl {
+            inboxes: control_inboxes,
+            receivers: control_receivers,
+            acks: (ack_tx, ack_rx),
+        } = WorkerControl::new(options.cores);
+        let remote_stats = mn.is_none().then(|| Arc::new(RemoteStats::default()));
+        let mn = mn.or_else(|| {
+            remote_stats
+                .clone()
+                .map(|s| -> Arc<dyn MnStatsSource> { s })
+        });
         let identity = NodeIdentity {
             kn: options.kn,
+            incarnation,
             host: options.host.clone(),
             base_port: base_addr.map_or(0, |a| a.port()),
             core_ports: ports.clone(),
             core_ids: core_ids.clone(),
-            core_node_ids: (0..options.cores)
-                .map(|i| node_id(&uuid, options.kn, i as u16))
-                .collect(),
             pool_uuid: uuid.iter().map(|b| format!("{b:02x}")).collect(),
             fabric: fabric.name(),
             durability: match options.engine.durability {
@@ -168,12 +181,10 @@ impl KnNode {
             },
             cache_bytes_per_core: options.engine.cache_bytes,
             started: Instant::now(),
-            epoch: map_epoch,
         };
         let shared = Arc::new(Shared {
             identity,
-            map,
-            router,
+            routing: RwLock::new(routing),
             inboxes: senders,
             wakers,
             snapshots: Mutex::new(vec![CoreSnapshot::default(); options.cores]),
@@ -196,9 +207,17 @@ impl KnNode {
         };
         let base = base.map(Arc::new);
         let mut threads = Vec::new();
-        for (core, ((engine, inbox), own)) in engines
+        let queues = receivers
             .into_iter()
-            .zip(receivers)
+            .zip(control_receivers)
+            .map(|(inbox, control)| WorkerQueues {
+                inbox,
+                control,
+                acks: ack_tx.clone(),
+            });
+        for (core, ((engine, queues), own)) in engines
+            .into_iter()
+            .zip(queues)
             .zip(
                 per_core
                     .into_iter()
@@ -222,7 +241,7 @@ impl KnNode {
                 core,
                 Arc::clone(&shared),
                 engine,
-                inbox,
+                queues,
                 listeners,
                 &worker_options,
             )?;
@@ -237,13 +256,48 @@ impl KnNode {
                 })?;
             threads.push(handle);
         }
+        let control = ControlThread::start(
+            control_qp,
+            Arc::clone(&shared),
+            control_inboxes,
+            ack_rx,
+            remote_stats,
+        )?;
         Ok(KnNode {
             shared,
             threads,
+            control: Some(control),
             base_addr,
             core_addrs,
             cpus,
         })
+    }
+
+    /// This run's incarnation (the memory node knows the node by it).
+    pub fn incarnation(&self) -> Incarnation {
+        self.shared.identity.incarnation
+    }
+
+    /// The routing every worker has acknowledged.
+    pub fn routing(&self) -> Arc<Routing> {
+        self.shared.routing()
+    }
+
+    /// Makes every worker route by `map` (which must be newer than the node's) and own exactly
+    /// the slots it gives them; returns once every worker has acknowledged. This changes
+    /// routing only: moving a slot between owners safely is the handover of DESIGN.md §5, which
+    /// the control plane drives around it.
+    pub fn apply_map(&self, map: ClusterMap) -> Result<(), NodeError> {
+        let routing = Arc::new(Routing::new(
+            Arc::new(map),
+            self.shared.identity.kn,
+            &self.shared.identity.core_ids,
+        ));
+        self.control
+            .as_ref()
+            .ok_or(ControlError::Stopping)?
+            .apply(routing)
+            .map_err(NodeError::from)
     }
 
     /// The address that spreads connections over the cores.
@@ -270,6 +324,9 @@ impl KnNode {
 
     fn shutdown(&mut self) -> Result<(), NodeError> {
         self.shared.stop.store(true, Ordering::Release);
+        if let Some(mut control) = self.control.take() {
+            control.stop();
+        }
         for w in &self.shared.wakers {
             w.signal();
         }

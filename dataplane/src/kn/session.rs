@@ -13,6 +13,7 @@
 use std::collections::VecDeque;
 
 use crate::kn::engine::{Command, EngineError, Reply, SetCond};
+use crate::kn::routing::Routing;
 use crate::resp::commands::{
     CommandError, CommandId, parse_i64_arg, reply_command, unknown_command_message,
     unknown_subcommand_message,
@@ -170,8 +171,9 @@ impl Session {
         self.flush_ready();
     }
 
-    /// Delivers the reply of part `part` of request `seq`.
-    pub fn complete(&mut self, seq: u64, part: u32, reply: Reply) {
+    /// Delivers the reply of part `part` of request `seq`; `routing` names the owner of a slot
+    /// the reply says moved.
+    pub fn complete(&mut self, seq: u64, part: u32, reply: Reply, routing: &Routing) {
         let Some(index) = seq.checked_sub(self.head_seq) else {
             return;
         };
@@ -191,7 +193,7 @@ impl Session {
             };
             let join = std::mem::replace(join, Join::Single);
             let parts = std::mem::take(parts);
-            let bytes = self.encode_join(join, parts);
+            let bytes = self.encode_join(join, parts, routing);
             self.slots[index as usize] = Slot::Ready(bytes);
         }
         self.flush_ready();
@@ -459,10 +461,17 @@ impl Session {
         });
     }
 
-    fn encode_join(&self, join: Join, parts: Vec<Option<Reply>>) -> Vec<u8> {
+    fn encode_join(&self, join: Join, parts: Vec<Option<Reply>>, routing: &Routing) -> Vec<u8> {
         let mut out = Vec::new();
         let mut w = ReplyWriter::new(&mut out, self.protocol);
-        // An error in any part is the command's reply.
+        // A part whose slot moved, else an error in any part, is the command's reply.
+        if let Some(slot) = parts.iter().find_map(|p| match p {
+            Some(Reply::Moved(slot)) => Some(*slot),
+            _ => None,
+        }) {
+            w.error(moved_text(slot, routing).as_bytes());
+            return out;
+        }
         if let Some(e) = parts.iter().find_map(|p| match p {
             Some(Reply::Error(e)) => Some(e.clone()),
             _ => None,
@@ -476,7 +485,9 @@ impl Session {
                 Some(Reply::Value(None)) | Some(Reply::NotSet) => w.null(),
                 Some(Reply::Ok) => w.ok(),
                 Some(Reply::Int(i)) => w.integer(i),
-                Some(Reply::Error(_)) | None => w.error(b"ERR internal error: no reply"),
+                Some(Reply::Error(_) | Reply::Moved(_)) | None => {
+                    w.error(b"ERR internal error: no reply")
+                }
             },
             Join::Values => {
                 w.array_header(parts.len());
@@ -500,6 +511,15 @@ impl Session {
             Join::AllOk => w.ok(),
         }
         out
+    }
+}
+
+/// The redirect for a key of `slot`, as Redis Cluster words it: `MOVED slot host:port`, or
+/// `CLUSTERDOWN` when no core serves the slot.
+pub fn moved_text(slot: dinomo_control::Slot, routing: &Routing) -> String {
+    match routing.address(slot) {
+        Some(addr) => format!("MOVED {slot} {addr}"),
+        None => "CLUSTERDOWN Hash slot not served".into(),
     }
 }
 
@@ -537,6 +557,11 @@ mod tests {
 
     impl Dispatch for Fake {
         fn submit(&mut self, seq: u64, part: u32, cmd: Command) {
+            let slot = dinomo_control::slot_of(cmd.key());
+            if cmd.key().starts_with(b"far:") && slot.get() >= 8192 {
+                self.done.push((seq, part, Reply::Moved(slot)));
+                return;
+            }
             let reply = match cmd {
                 Command::Get { key } => Reply::Value(self.map.get(&key).cloned()),
                 Command::Set {
@@ -583,10 +608,45 @@ mod tests {
         assert!(session.feed(input));
         session.process(fake);
         // Deliver replies in reverse order: the session must restore request order.
+        let routing = two_node_routing();
         for (seq, part, reply) in std::mem::take(&mut fake.done).into_iter().rev() {
-            session.complete(seq, part, reply);
+            session.complete(seq, part, reply, &routing);
         }
         session.take_output()
+    }
+
+    /// Node 1 (this one, 127.0.0.1:7001) serves slots 0..=8191, node 2 (10.0.0.2:7101) the rest.
+    fn two_node_routing() -> Routing {
+        use dinomo_control::{
+            ChainId, ClusterMap, CoreId, CoreInfo, Epoch, Incarnation, KnId, NodeInfo, Owner,
+            SlotRange,
+        };
+        let node = |kn: u32, host: &str| NodeInfo {
+            kn: KnId(kn),
+            incarnation: Incarnation(u64::from(kn)),
+            host: host.into(),
+            cores: vec![CoreInfo {
+                core: CoreId(0),
+                port: 7000 + 100 * (kn as u16 - 1) + 1,
+                chain: ChainId(kn),
+            }],
+        };
+        let half = |kn: u32, start: u16, end: u16| SlotRange {
+            start: dinomo_control::Slot::new(start).unwrap(),
+            end: dinomo_control::Slot::new(end).unwrap(),
+            owner: Owner {
+                kn: KnId(kn),
+                core: CoreId(0),
+            },
+        };
+        let map = ClusterMap::new(
+            Epoch(1),
+            vec![node(1, "127.0.0.1"), node(2, "10.0.0.2")],
+            vec![half(1, 0, 8191), half(2, 8192, 16383)],
+            Vec::new(),
+        )
+        .unwrap();
+        Routing::new(std::sync::Arc::new(map), KnId(1), &[CoreId(0)])
     }
 
     fn cmd(args: &[&[u8]]) -> Vec<u8> {
@@ -614,6 +674,34 @@ mod tests {
             String::from_utf8_lossy(&out),
             "+OK\r\n$1\r\n1\r\n+OK\r\n*4\r\n$1\r\n1\r\n$1\r\n2\r\n$-1\r\n$1\r\n3\r\n:2\r\n:2\r\n+PONG\r\n"
         );
+    }
+
+    #[test]
+    fn a_key_of_a_moved_slot_answers_moved_with_the_owners_address() {
+        let (mut s, mut f) = (Session::new(Limits::default(), false), Fake::default());
+        // Find keys on either side of the split.
+        let key_in = |far: bool| {
+            (0..)
+                .map(|i| format!("far:{i}").into_bytes())
+                .find(|k| (dinomo_control::slot_of(k).get() >= 8192) == far)
+                .unwrap()
+        };
+        let (far, near) = (key_in(true), key_in(false));
+        let slot = dinomo_control::slot_of(&far);
+        let out = run(&mut s, &mut f, &cmd(&[b"GET", &far]));
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            format!("-MOVED {slot} 10.0.0.2:7101\r\n")
+        );
+        // A multi-key command with one moved part is redirected whole; the rest is unchanged.
+        let out = run(&mut s, &mut f, &cmd(&[b"MGET", &near, &far]));
+        assert!(
+            out.starts_with(b"-MOVED "),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+        let out = run(&mut s, &mut f, &cmd(&[b"SET", &near, b"v"]));
+        assert_eq!(out, b"+OK\r\n");
     }
 
     #[test]

@@ -1,19 +1,20 @@
-//! What the worker cores of one KN share: the routing table (slot → core), the queues between
-//! cores, published counters for `INFO`, and the node's identity for `CLUSTER`.
+//! What the worker cores of one KN share: the queues between cores, the routing every worker has
+//! acknowledged (for the embedded API and `INFO`), published counters, and the node's identity.
 //!
-//! Nothing here is on a core's fast path except the routing table, which is read-only once the
-//! node runs, and the bounded queues, which carry only requests for another core's keys and the
-//! embedded API's requests.
+//! Nothing here is on a core's fast path: each worker routes with its own copy of the routing,
+//! and the bounded queues carry only requests for another core's keys and the embedded API's
+//! requests.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use dinomo_control::{ClusterMap, KnId, SLOT_COUNT, owner_of, slot_of, slots_of};
+use dinomo_control::{Incarnation, KnId, Owner};
 
 use crate::cache::CacheStats;
 use crate::kn::engine::{Command, Reply, Tag};
+use crate::kn::routing::Routing;
 use crate::kn::stats::EngineStats;
 use crate::mn::proto::MnStats;
 use crate::resp::Limits;
@@ -32,50 +33,6 @@ pub enum Inbound {
 
 /// Capacity of each core's inbound queue.
 pub const INBOX_CAPACITY: usize = 8192;
-
-/// Which core of this node owns each slot.
-#[derive(Debug)]
-pub struct Router {
-    owner: Box<[u16]>,
-}
-
-impl Router {
-    /// Slots of `kn` go to the index of their core among `cores`; the map must give every slot to
-    /// one of them (a single-node map does).
-    pub fn new(
-        map: &ClusterMap,
-        kn: KnId,
-        cores: &[dinomo_control::CoreId],
-    ) -> Result<Router, String> {
-        let mut owner = vec![0u16; SLOT_COUNT as usize].into_boxed_slice();
-        for slot in dinomo_control::Slot::all() {
-            let o =
-                owner_of(map, slot).ok_or_else(|| format!("slot {} has no owner", slot.get()))?;
-            if o.kn != kn {
-                return Err(format!(
-                    "slot {} belongs to another node ({})",
-                    slot.get(),
-                    o.kn
-                ));
-            }
-            let index = cores.iter().position(|&c| c == o.core).ok_or_else(|| {
-                format!(
-                    "slot {} belongs to core {}, which this node does not run",
-                    slot.get(),
-                    o.core
-                )
-            })?;
-            owner[slot.get() as usize] = index as u16;
-        }
-        Ok(Router { owner })
-    }
-
-    /// The index of the core that owns `key`.
-    #[inline]
-    pub fn core_of(&self, key: &[u8]) -> usize {
-        usize::from(self.owner[slot_of(key).get() as usize])
-    }
-}
 
 /// One core's published state, for `INFO`.
 #[derive(Debug, Clone, Default)]
@@ -99,27 +56,27 @@ pub trait MnStatsSource: Send + Sync {
 #[derive(Debug, Clone)]
 pub struct NodeIdentity {
     pub kn: KnId,
+    pub incarnation: Incarnation,
     pub host: String,
     pub base_port: u16,
     /// Each core's own port.
     pub core_ports: Vec<u16>,
     pub core_ids: Vec<dinomo_control::CoreId>,
-    /// 40 hex characters per core (Redis Cluster node ids).
-    pub core_node_ids: Vec<String>,
+    /// The pool's uuid in hex.
     pub pool_uuid: String,
     pub fabric: &'static str,
     pub durability: &'static str,
     pub cache_policy: &'static str,
     pub cache_bytes_per_core: usize,
     pub started: Instant,
-    pub epoch: dinomo_control::Epoch,
 }
 
 /// State shared by every worker core of one node.
 pub struct Shared {
     pub identity: NodeIdentity,
-    pub map: ClusterMap,
-    pub router: Router,
+    /// The routing every worker has acknowledged (workers route with their own copy, which
+    /// may be newer while a change is being applied).
+    pub(crate) routing: RwLock<Arc<Routing>>,
     pub inboxes: Vec<Sender<Inbound>>,
     pub wakers: Vec<Arc<EventFd>>,
     pub snapshots: Mutex<Vec<CoreSnapshot>>,
@@ -144,6 +101,16 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
+    /// The routing every worker has acknowledged.
+    pub fn routing(&self) -> Arc<Routing> {
+        Arc::clone(&self.routing.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Records `routing` as acknowledged by every worker.
+    pub(crate) fn set_routing(&self, routing: Arc<Routing>) {
+        *self.routing.write().unwrap_or_else(|p| p.into_inner()) = routing;
+    }
+
     /// Sends a message to core `core` and wakes it; `Err` gives the message back if its queue is
     /// full.
     pub fn send(&self, core: usize, message: Inbound) -> Result<(), Inbound> {
@@ -213,23 +180,10 @@ pub fn queues(cores: usize) -> std::io::Result<Queues> {
     Ok(q)
 }
 
-/// A Redis Cluster node id for a core: 40 hex characters from the pool, node and core.
-pub fn node_id(pool_uuid: &[u8; 16], kn: KnId, core: u16) -> String {
-    let mut id: String = pool_uuid.iter().map(|b| format!("{b:02x}")).collect();
-    id.push_str(&format!("{:04x}{:04x}", kn.0 & 0xFFFF, core));
-    id
-}
-
-/// Slot ranges of core `index` of this node.
-pub fn core_ranges(shared: &Shared, index: usize) -> Vec<(u16, u16)> {
-    let owner = dinomo_control::Owner {
-        kn: shared.identity.kn,
-        core: shared.identity.core_ids[index],
-    };
-    slots_of(&shared.map, owner)
-        .into_iter()
-        .map(|(a, b)| (a.get(), b.get()))
-        .collect()
+/// A Redis Cluster node id for a core: 40 hex characters from the pool's uuid (in hex), the
+/// node and the core.
+pub fn node_id(pool_uuid: &str, owner: Owner) -> String {
+    format!("{pool_uuid}{:04x}{:04x}", owner.kn.0 & 0xFFFF, owner.core.0)
 }
 
 impl MnStatsSource for crate::mn::memnode::MemoryNode {

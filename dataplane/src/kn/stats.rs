@@ -76,6 +76,8 @@ pub struct EngineStats {
     pub exists: u64,
     /// Conditional writes that did not write (NX/XX unmet, DEL of an absent key).
     pub no_ops: u64,
+    /// Requests for a slot this core does not own, answered with a redirect.
+    pub moved: u64,
     pub batches: u64,
     pub batch_entries: u64,
     pub batch_bytes: u64,
@@ -111,6 +113,7 @@ impl EngineStats {
         self.dels += other.dels;
         self.exists += other.exists;
         self.no_ops += other.no_ops;
+        self.moved += other.moved;
         self.batches += other.batches;
         self.batch_entries += other.batch_entries;
         self.batch_bytes += other.batch_bytes;

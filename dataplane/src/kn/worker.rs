@@ -27,8 +27,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
+use crate::kn::control::{ControlAck, ControlCommand, ControlMessage};
 use crate::kn::engine::{Command, Engine, EngineError, Reply, Tag};
 use crate::kn::info::{cluster_reply, info_text};
+use crate::kn::routing::{Route, Routing};
 use crate::kn::session::{Dispatch, Session};
 use crate::kn::shared::{CoreSnapshot, Inbound, Shared};
 use crate::kn::slab::Slab;
@@ -96,6 +98,14 @@ struct Conn {
     closing: bool,
 }
 
+/// The queues a worker drains: requests from other cores and the embedded API, and the
+/// control thread's messages (with where their acknowledgements go).
+pub struct WorkerQueues {
+    pub inbox: Receiver<Inbound>,
+    pub control: Receiver<ControlMessage>,
+    pub acks: Sender<ControlAck>,
+}
+
 /// Settings of a worker.
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
@@ -111,6 +121,10 @@ pub struct Worker {
     shared: Arc<Shared>,
     engine: Engine,
     inbox: Receiver<Inbound>,
+    /// This worker's own routing table, swapped whole by a control message.
+    routing: Arc<Routing>,
+    control: Receiver<ControlMessage>,
+    acks: Sender<ControlAck>,
     ring: IoUring,
     /// The completions of one reap (a reused buffer).
     reaped: Vec<(u64, i32, u32)>,
@@ -147,15 +161,17 @@ struct Ctx<'a> {
     generation: u32,
     client_id: u64,
     shared: &'a Shared,
+    routing: &'a Routing,
     engine: &'a mut Engine,
     local: &'a mut Slab<Part>,
     overflow: &'a mut [VecDeque<Inbound>],
+    /// Replies decided without the engine (a slot of another node).
+    done: &'a mut Vec<(Tag, Reply)>,
 }
 
 impl Dispatch for Ctx<'_> {
     fn submit(&mut self, seq: u64, part: u32, cmd: Command) {
         self.shared.commands.fetch_add(1, Ordering::Relaxed);
-        let owner = self.shared.router.core_of(cmd.key());
         let tag = TAG_LOCAL
             | self.local.insert(Part {
                 conn: self.conn,
@@ -163,6 +179,13 @@ impl Dispatch for Ctx<'_> {
                 seq,
                 part,
             }) as u64;
+        let owner = match self.routing.route(cmd.key()) {
+            (_, Route::Local(core)) => usize::from(core),
+            (slot, Route::Remote(_) | Route::Unowned) => {
+                self.done.push((tag, Reply::Moved(slot)));
+                return;
+            }
+        };
         if owner == self.index {
             self.engine.submit(tag, cmd);
         } else {
@@ -186,7 +209,7 @@ impl Dispatch for Ctx<'_> {
         info_text(self.shared, sections, self.index)
     }
     fn cluster(&mut self, subcommand: &[u8], w: &mut ReplyWriter<'_>) -> Option<()> {
-        cluster_reply(self.shared, self.index, subcommand, w)
+        cluster_reply(self.shared, self.index, self.routing, subcommand, w)
     }
     fn requirepass(&self) -> Option<&[u8]> {
         self.shared.requirepass.as_deref()
@@ -200,11 +223,13 @@ impl Worker {
     pub fn new(
         index: usize,
         shared: Arc<Shared>,
-        engine: Engine,
-        inbox: Receiver<Inbound>,
+        mut engine: Engine,
+        queues: WorkerQueues,
         listeners: Vec<Arc<TcpListener>>,
         options: &WorkerOptions,
     ) -> io::Result<Worker> {
+        let routing = shared.routing();
+        engine.set_owned(routing.owned_by(index));
         let mut builder = IoUring::builder();
         if options.sqpoll {
             builder.setup_sqpoll(2000);
@@ -216,7 +241,10 @@ impl Worker {
         Ok(Worker {
             index,
             engine,
-            inbox,
+            inbox: queues.inbox,
+            routing,
+            control: queues.control,
+            acks: queues.acks,
             ring,
             reaped: Vec::new(),
             accept_armed: vec![false; listeners.len()],
@@ -252,6 +280,7 @@ impl Worker {
             self.arm_fixed()?;
             self.wait()?;
             self.reap()?;
+            self.drain_control();
             self.drain_inbox();
             self.process_sessions();
             self.run_engine();
@@ -281,6 +310,7 @@ impl Worker {
         !self.done.is_empty()
             || !self.dirty.is_empty()
             || !self.inbox.is_empty()
+            || !self.control.is_empty()
             || self.overflow.iter().any(|o| !o.is_empty())
     }
 
@@ -519,6 +549,24 @@ impl Worker {
         }
     }
 
+    /// Applies the control thread's messages, each whole, and acknowledges them.
+    fn drain_control(&mut self) {
+        while let Ok(message) = self.control.try_recv() {
+            match message.command {
+                ControlCommand::Routing(routing) => {
+                    self.engine.set_owned(routing.owned_by(self.index));
+                    self.routing = routing;
+                }
+            }
+            // The acknowledgement channel holds more than can be outstanding; a failure means
+            // the control thread is gone, and then nobody waits for it.
+            let _ = self.acks.try_send(ControlAck {
+                core: self.index,
+                id: message.id,
+            });
+        }
+    }
+
     fn drain_inbox(&mut self) {
         for _ in 0..INBOX_BATCH {
             let Ok(message) = self.inbox.try_recv() else {
@@ -553,9 +601,11 @@ impl Worker {
                 generation: conn.generation,
                 client_id: conn.id,
                 shared: &self.shared,
+                routing: &self.routing,
                 engine: &mut self.engine,
                 local: &mut self.local,
                 overflow: &mut self.overflow,
+                done: &mut self.done,
             };
             conn.session.process(&mut ctx);
             self.dirty_out(index);
@@ -591,7 +641,8 @@ impl Worker {
                     .get_mut(part.conn)
                     .filter(|c| c.generation == part.generation)
                 {
-                    conn.session.complete(part.seq, part.part, reply);
+                    conn.session
+                        .complete(part.seq, part.part, reply, &self.routing);
                     self.dirty_out(part.conn);
                 }
             }

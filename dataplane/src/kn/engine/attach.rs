@@ -18,6 +18,7 @@ use super::{Engine, EngineConfig, StartError};
 use crate::cache::Cache;
 use crate::fabric::QueuePair;
 use crate::kn::constants::POLL_BATCH;
+use crate::kn::routing::SlotSet;
 use crate::kn::stats::EngineStats;
 use crate::mn::client::MnClient;
 
@@ -65,6 +66,7 @@ impl Engine {
             completions: Vec::with_capacity(POLL_BATCH),
             stats: EngineStats::default(),
             miss_cost: MissCost::default(),
+            owned: SlotSet::all(),
             cfg,
         })
     }

@@ -1,6 +1,9 @@
 //! What an engine is asked and what it answers: single-key [`Command`]s (multi-key commands are
 //! split by the session above) and their [`Reply`]s, with the typed [`EngineError`]s a reply can
-//! carry.
+//! carry. A key whose slot this core does not own is an answer ([`Reply::Moved`]), not an
+//! error.
+
+use dinomo_control::Slot;
 
 /// The poster's identifier of a request, returned with its reply.
 pub type Tag = u64;
@@ -68,6 +71,9 @@ pub enum Reply {
     NotSet,
     /// DEL and EXISTS of one key: 0 or 1.
     Int(i64),
+    /// The key's slot is not this core's: nothing was done; the client should ask the slot's
+    /// owner (the session turns this into `-MOVED slot host:port`).
+    Moved(Slot),
     Error(EngineError),
 }
 

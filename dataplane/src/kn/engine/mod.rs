@@ -33,6 +33,7 @@ mod table;
 
 use std::time::Instant;
 
+use dinomo_control::slot_of;
 use dinomo_pmem::Layout;
 
 pub use command::{Command, EngineError, Reply, SetCond, Tag};
@@ -41,6 +42,7 @@ pub use config::{Durability, EngineConfig, StartError};
 use crate::cache::Cache;
 use crate::fabric::{Completion, CompletionData, QueuePair, WrId};
 use crate::kn::constants::POLL_BATCH;
+use crate::kn::routing::SlotSet;
 use crate::kn::stats::EngineStats;
 use chain::Chain;
 use commit::GroupCommit;
@@ -108,6 +110,8 @@ pub struct Engine {
     completions: Vec<Completion>,
     stats: EngineStats,
     miss_cost: MissCost,
+    /// The slots this core owns: a request for any other is answered [`Reply::Moved`].
+    owned: SlotSet,
 }
 
 impl Engine {
@@ -161,6 +165,22 @@ impl Engine {
                 .then_some(self.chain.next_cursor_poll),
         ];
         candidates.into_iter().flatten().min()
+    }
+
+    /// The slots this core owns.
+    pub fn owned(&self) -> &SlotSet {
+        &self.owned
+    }
+
+    /// From now on this core owns `slots` (it owned every slot since [`Engine::attach`]):
+    /// requests for others are answered [`Reply::Moved`], and the cache forgets their keys.
+    /// Requests already admitted finish as they are; moving a slot safely between owners is
+    /// the handover of DESIGN.md §5, which waits for them and merges first.
+    pub fn set_owned(&mut self, slots: SlotSet) {
+        if !self.owned.is_subset(&slots) {
+            self.cache.retain(|key| slots.contains(slot_of(key)));
+        }
+        self.owned = slots;
     }
 
     /// The caller has no more input for now: commit staged writes without waiting for more.

@@ -13,6 +13,7 @@
 
 use std::collections::VecDeque;
 
+use dinomo_control::slot_of;
 use dinomo_index::probe::Probe;
 
 use super::{Command, Engine, EngineError, Reply, Tag};
@@ -199,6 +200,12 @@ impl Engine {
             let reason = reason.clone();
             self.done
                 .push((tag, Reply::Error(EngineError::Failed(reason))));
+            return;
+        }
+        let slot = slot_of(cmd.key());
+        if !self.owned.contains(slot) {
+            self.stats.moved += 1;
+            self.done.push((tag, Reply::Moved(slot)));
             return;
         }
         if self.requests.len() >= ENGINE_REQUESTS_MAX {

@@ -207,7 +207,7 @@ mod tests {
                 .map(|c| CoreInfo {
                     core: CoreId(c),
                     port: 7000 + c,
-                    chain: ChainId(u32::from(kn) * 10 + u32::from(c)),
+                    chain: ChainId(kn * 10 + u32::from(c)),
                 })
                 .collect(),
         };

@@ -133,7 +133,7 @@ fn rdma_harness(mut h: Harness, handler: Arc<dyn RpcHandler>) -> Result<Harness,
     use dinomo_dataplane::fabric::rdma::{
         RdmaFabric, RdmaOptions, RdmaRegion, RdmaServer, RdmaServerConfig, first_device,
     };
-    use dinomo_dataplane::fabric::rpc::HandlerService;
+    use dinomo_dataplane::mn::rpc_pool::HandlerService;
     let device = first_device().map_err(|e| e.to_string())?;
     let region = RdmaRegion::anonymous(h.region).map_err(|e| e.to_string())?;
     let server = RdmaServer::start(

@@ -13,15 +13,17 @@
 //! the `rdma` cargo feature, `rdma`. All of them pass the same conformance suite
 //! (`dataplane/tests/fabric_conformance.rs`).
 //!
-//! Every verb is checked on the serving side against the registered region (the whole pool):
-//! bounds, and 8-byte alignment for CAS and FAA. A bad verb completes with an error status; it
-//! never touches memory outside the region.
+//! This module holds the traits and the initiator (KN) side of each backend; the serving side
+//! lives with the memory node in [`crate::mn`]. There every verb is checked against the
+//! registered region (the whole pool) before it runs ([`crate::mn::verbs`]): bounds, and 8-byte
+//! alignment for CAS and FAA. A bad verb completes with an error status; it never touches memory
+//! outside the region. RPCs run on the MN's RPC threads ([`crate::mn::rpc_pool`]), which call an
+//! [`RpcHandler`].
 
 pub mod constants;
 pub mod local;
 #[cfg(feature = "rdma")]
 pub mod rdma;
-pub mod rpc;
 pub mod tcp;
 
 use std::fmt;
@@ -237,6 +239,19 @@ pub trait Fabric: Send + Sync + fmt::Debug {
     fn connect(&self) -> Result<Box<dyn QueuePair>, VerbError>;
     /// The backend's name ("local", "tcp", "rdma").
     fn name(&self) -> &'static str;
+}
+
+/// Checks a doorbell batch against the queue pair's limits (shared by every backend).
+pub(crate) fn check_batch(in_flight: usize, batch_len: usize) -> Result<(), PostError> {
+    if batch_len > DOORBELL_VERBS_MAX {
+        return Err(PostError::Invalid(VerbError::Refused(format!(
+            "a doorbell carries at most {DOORBELL_VERBS_MAX} verbs, not {batch_len}"
+        ))));
+    }
+    if in_flight + batch_len > QP_IN_FLIGHT_MAX {
+        return Err(PostError::QueueFull { in_flight });
+    }
+    Ok(())
 }
 
 /// The MN's side of the RPC channel: runs on the MN's RPC threads, never on a worker core.

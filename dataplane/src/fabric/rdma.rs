@@ -50,13 +50,15 @@ use sideway::ibverbs::queue_pair::{
     SendOperationFlags, SetScatterGatherEntry as _, WorkRequestFlags,
 };
 
-use super::local::{check_batch, check_range, check_word};
-use super::rpc::{HandlerService, RPC_QUEUE_DEFAULT, RPC_THREADS_DEFAULT, RpcPool, RpcService};
 use super::tcp::frame::{MAGIC, TOKEN_BYTES_MAX, constant_time_eq};
 use super::{
     Completion, CompletionData, Fabric, PostError, QP_IN_FLIGHT_MAX, QpCounters, QueuePair,
-    RPC_BYTES_MAX, RpcHandler, VERB_BYTES_MAX, Verb, VerbError, VerbKind, WrId,
+    RPC_BYTES_MAX, RpcHandler, VERB_BYTES_MAX, Verb, VerbError, VerbKind, WrId, check_batch,
 };
+use crate::mn::rpc_pool::{
+    HandlerService, RPC_QUEUE_DEFAULT, RPC_THREADS_DEFAULT, RpcPool, RpcService,
+};
+use crate::mn::verbs::{check_range, check_word};
 
 /// The version of the QP-exchange protocol.
 pub const RDMA_EXCHANGE_VERSION: u16 = 1;

@@ -23,12 +23,11 @@ use super::{
     TCP_CONNECT_TIMEOUT_DEFAULT, TCP_FORWARD_IDLE_MAX, TCP_FORWARD_TIMEOUT_DEFAULT,
     TCP_RECV_CHUNK_BYTES,
 };
-use crate::fabric::local::check_batch;
-use crate::fabric::rpc::RpcService;
 use crate::fabric::{
     Completion, CompletionData, Fabric, PostError, QpCounters, QueuePair, Verb, VerbError,
-    VerbKind, WrId,
+    VerbKind, WrId, check_batch,
 };
+use crate::mn::rpc_pool::RpcService;
 
 /// The `tcp` fabric as seen by a KN: the MN's address and the cluster token.
 #[derive(Clone)]

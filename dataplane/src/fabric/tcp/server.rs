@@ -41,9 +41,9 @@ use super::{
     TCP_DRAIN_TIMEOUT, TCP_HANDSHAKE_TIMEOUT_DEFAULT, TCP_OUTPUT_PENDING_BYTES_MAX,
     TCP_RECV_CHUNK_BYTES, TCP_STALL_TIMEOUT_DEFAULT, TCP_TICK,
 };
-use crate::fabric::local::{check_range, execute_cas, execute_faa, execute_write};
-use crate::fabric::rpc::{HandlerService, RPC_THREADS_DEFAULT, RpcPool};
 use crate::fabric::{RPC_BYTES_MAX, RpcHandler, VerbError, VerbKind};
+use crate::mn::rpc_pool::{HandlerService, RPC_THREADS_DEFAULT, RpcPool};
+use crate::mn::verbs::{check_range, execute_cas, execute_faa, execute_write};
 
 /// Configuration of a [`TcpServer`].
 #[derive(Clone)]

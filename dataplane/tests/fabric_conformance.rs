@@ -12,11 +12,12 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use dinomo_dataplane::fabric::local::{LocalFabric, LocalOptions};
-use dinomo_dataplane::fabric::tcp::{TcpFabric, TcpRpcForwarder, TcpServer, TcpServerConfig};
+use dinomo_dataplane::fabric::tcp::{TcpFabric, TcpRpcForwarder};
 use dinomo_dataplane::fabric::{
     Completion, CompletionData, DOORBELL_VERBS_MAX, Fabric, PostError, QP_IN_FLIGHT_MAX, QueuePair,
     RPC_BYTES_MAX, RpcHandler, VERB_BYTES_MAX, Verb, VerbError, VerbKind, WrId,
 };
+use dinomo_dataplane::mn::tcp_server::{TcpServer, TcpServerConfig};
 use dinomo_pmem::{MemBackend, PoolOffset, SharedBackend};
 
 /// Pool size of most tests.

@@ -1,11 +1,13 @@
 //! The `tcp` fabric: a verbs server on the memory node and one connection per queue pair.
 //!
-//! The MN runs a [`TcpServer`] whose network loop is one thread driving an io_uring (accept,
-//! recv, send and an eventfd read for RPC replies); it executes one-sided verbs on its pool in
-//! arrival order per connection, hands RPCs to the MN's RPC thread pool and answers every work
-//! request by its id (RPC replies may overtake verbs). Each KN queue pair ([`TcpQp`]) holds its
-//! own non-blocking connection, pipelines requests (a doorbell batch is one `write`) and never
-//! blocks in `poll`. The wire format is in [`frame`] and specified in `fabric/FRAMES.md`.
+//! This module is the KN side and what both sides share: the frame codec and the limits below.
+//! The MN runs a [`TcpServer`](crate::mn::tcp_server::TcpServer) whose network loop is one
+//! thread driving an io_uring (accept, recv, send and an eventfd read for RPC replies); it
+//! executes one-sided verbs on its pool in arrival order per connection, hands RPCs to the MN's
+//! RPC thread pool and answers every work request by its id (RPC replies may overtake verbs).
+//! Each KN queue pair ([`TcpQp`]) holds its own non-blocking connection, pipelines requests (a
+//! doorbell batch is one `write`) and never blocks in `poll`. The wire format is in [`frame`] and
+//! specified in `fabric/FRAMES.md`.
 //!
 //! Invariants at the boundary: the server answers nothing but a handshake until the client has
 //! shown the cluster token (compared in constant time); every frame, connection count, RPC in
@@ -18,12 +20,10 @@
 
 mod client;
 pub mod frame;
-mod server;
 
 use std::time::Duration;
 
 pub use client::{TcpFabric, TcpQp, TcpRpcForwarder};
-pub use server::{TcpServer, TcpServerConfig, TcpServerCounters, TcpServerError};
 
 /// Connections a server serves at once unless configured otherwise; one more is refused with a
 /// CLOSE frame.

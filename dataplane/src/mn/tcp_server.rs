@@ -1,4 +1,7 @@
-//! The MN side of the tcp fabric: the verbs server and its io_uring network loop.
+//! The MN side of the tcp fabric: the verbs server and its io_uring network loop. The KN side
+//! ([`crate::fabric::tcp::TcpFabric`]) and the frame codec ([`crate::fabric::tcp::frame`]) live
+//! in the fabric; this module only serves, executing verbs through [`crate::mn::verbs`] and RPCs
+//! on the MN's [`RpcPool`].
 //!
 //! One loop thread owns the listener, every connection and the ring. It keeps at most one
 //! receive and one send in flight per connection, an accept on the listener and a read on an
@@ -35,8 +38,8 @@ use crossbeam_channel::{Receiver, Sender};
 use dinomo_pmem::SharedBackend;
 use io_uring::{IoUring, opcode, squeue, types};
 
-use super::frame::{self, CloseCode, Request};
-use super::{
+use crate::fabric::tcp::frame::{self, CloseCode, Request};
+use crate::fabric::tcp::{
     TCP_CLOSING_MAX, TCP_CONN_RPCS_DEFAULT, TCP_CONNECTIONS_DEFAULT, TCP_CONNECTIONS_MAX,
     TCP_DRAIN_TIMEOUT, TCP_HANDSHAKE_TIMEOUT_DEFAULT, TCP_OUTPUT_PENDING_BYTES_MAX,
     TCP_RECV_CHUNK_BYTES, TCP_STALL_TIMEOUT_DEFAULT, TCP_TICK,

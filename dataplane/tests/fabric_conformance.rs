@@ -74,7 +74,7 @@ struct Harness {
     region: u64,
     _server: Option<TcpServer>,
     #[cfg(feature = "rdma")]
-    _rdma: Option<dinomo_dataplane::fabric::rdma::RdmaServer>,
+    _rdma: Option<dinomo_dataplane::mn::rdma_server::RdmaServer>,
 }
 
 fn harness(kind: Kind, pool_bytes: u64) -> Result<Harness, String> {
@@ -131,9 +131,8 @@ fn rdma_harness(_h: Harness, _handler: Arc<dyn RpcHandler>) -> Result<Harness, S
 
 #[cfg(feature = "rdma")]
 fn rdma_harness(mut h: Harness, handler: Arc<dyn RpcHandler>) -> Result<Harness, String> {
-    use dinomo_dataplane::fabric::rdma::{
-        RdmaFabric, RdmaOptions, RdmaRegion, RdmaServer, RdmaServerConfig, first_device,
-    };
+    use dinomo_dataplane::fabric::rdma::{RdmaFabric, RdmaOptions, first_device};
+    use dinomo_dataplane::mn::rdma_server::{RdmaRegion, RdmaServer, RdmaServerConfig};
     use dinomo_dataplane::mn::rpc_pool::HandlerService;
     let device = first_device().map_err(|e| e.to_string())?;
     let region = RdmaRegion::anonymous(h.region).map_err(|e| e.to_string())?;

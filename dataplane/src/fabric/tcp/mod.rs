@@ -57,6 +57,7 @@ pub const TCP_FORWARD_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
 pub const TCP_FORWARD_IDLE_MAX: usize = 4;
 
 const _: () = assert!(TCP_CONNECTIONS_DEFAULT <= TCP_CONNECTIONS_MAX);
-const _: () = assert!(TCP_CONNECTIONS_MAX + TCP_CLOSING_MAX < (1 << 24));
+// The server keeps its connections in a slot table, whose indexes the ring's user data names.
+const _: () = assert!(TCP_CONNECTIONS_MAX + TCP_CLOSING_MAX <= crate::sys::constants::SLOTS_MAX);
 const _: () = assert!(TCP_RECV_CHUNK_BYTES >= frame::HELLO_BODY_BYTES_MAX + frame::LEN_BYTES);
 const _: () = assert!(TCP_OUTPUT_PENDING_BYTES_MAX >= TCP_RECV_CHUNK_BYTES);

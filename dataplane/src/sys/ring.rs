@@ -48,16 +48,15 @@ pub enum Op {
 
 impl Op {
     fn from_byte(byte: u8) -> Option<Op> {
-        [
-            Op::Accept,
-            Op::Recv,
-            Op::Send,
-            Op::Wake,
-            Op::Poll,
-            Op::Cancel,
-        ]
-        .into_iter()
-        .find(|op| *op as u8 == byte)
+        Some(match byte {
+            1 => Op::Accept,
+            2 => Op::Recv,
+            3 => Op::Send,
+            4 => Op::Wake,
+            5 => Op::Poll,
+            6 => Op::Cancel,
+            _ => return None,
+        })
     }
 }
 
@@ -495,6 +494,9 @@ mod tests {
             (Op::Recv, 0, 1),
             (Op::Send, SLOTS_MAX - 1, u32::MAX),
             (Op::Accept, 3, 0),
+            (Op::Wake, 0, 0),
+            (Op::Poll, 1, 2),
+            (Op::Cancel, 7, 9),
         ] {
             let slot = SlotId::from_parts(index, generation).unwrap();
             assert_eq!(split_user_data(user_data(op, slot)), (Some(op), Some(slot)));

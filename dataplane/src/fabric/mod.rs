@@ -10,15 +10,18 @@
 //!
 //! Backends: [`local`] (the pool mapped in this process, with optional injected round-trip delay
 //! and bandwidth cap), [`tcp`] (a verbs server on the MN, one connection per queue pair) and, with
-//! the `rdma` cargo feature, `rdma`. All of them pass the same conformance suite
-//! (`dataplane/tests/fabric_conformance.rs`).
+//! the `rdma` cargo feature, `rdma` (RC queue pairs connected through a small TCP exchange). All
+//! of them pass the same conformance suite (`dataplane/tests/fabric_conformance.rs`).
 //!
-//! This module holds the traits and the initiator (KN) side of each backend; the serving side
-//! lives with the memory node in [`crate::mn`]. There every verb is checked against the
-//! registered region (the whole pool) before it runs ([`crate::mn::verbs`]): bounds, and 8-byte
+//! This module holds the traits and the initiator (KN) side of each backend, with what both sides
+//! of a backend share (the tcp frame codec, the rdma device code and QP exchange). The serving
+//! side lives with the memory node in [`crate::mn`]: verb execution on the pool
+//! ([`crate::mn::verbs`], which the local fabric calls in this process), the RPC thread pool
+//! ([`crate::mn::rpc_pool`], which calls an [`RpcHandler`]), the tcp verbs server
+//! ([`crate::mn::tcp_server`]) and the rdma server (`mn::rdma_server`). There every verb is
+//! checked against the registered region (the whole pool) before it runs: bounds, and 8-byte
 //! alignment for CAS and FAA. A bad verb completes with an error status; it never touches memory
-//! outside the region. RPCs run on the MN's RPC threads ([`crate::mn::rpc_pool`]), which call an
-//! [`RpcHandler`].
+//! outside the region.
 
 pub mod constants;
 pub mod local;

@@ -16,7 +16,9 @@
 //! and hands them back with their completions; a connection being closed is shut down first, and
 //! freed only once no operation of it is in flight. Completions name their connection by slot
 //! and generation ([`crate::sys::Slots`]), so one for a connection freed since is ignored, and
-//! accepts follow the policy of [`crate::sys::Acceptor`].
+//! accepts follow the policy of [`crate::sys::Acceptor`]. Nothing here needs `unsafe`.
+
+#![forbid(unsafe_code)]
 
 use std::collections::VecDeque;
 use std::io;

@@ -26,6 +26,8 @@
 //! (waiting for cancelled operations). Nothing a peer sends can make the loop panic or touch
 //! another connection; the worst it can do is be dropped.
 
+#![forbid(unsafe_code)]
+
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

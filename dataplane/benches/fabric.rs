@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use dinomo_dataplane::fabric::local::{LocalFabric, LocalOptions, RDMA_RTT_TYPICAL};
-use dinomo_dataplane::fabric::tcp::{TcpFabric, TcpServer, TcpServerConfig};
+use dinomo_dataplane::fabric::tcp::TcpFabric;
 use dinomo_dataplane::fabric::{Completion, Fabric, QueuePair, Verb, WrId};
+use dinomo_dataplane::mn::tcp_server::{TcpServer, TcpServerConfig};
 use dinomo_pmem::{MemBackend, PoolOffset, SharedBackend};
 
 const POOL_BYTES: u64 = 1 << 20;

@@ -12,11 +12,12 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use dinomo_dataplane::fabric::local::{LocalFabric, LocalOptions};
-use dinomo_dataplane::fabric::tcp::{TcpFabric, TcpRpcForwarder, TcpServer, TcpServerConfig};
+use dinomo_dataplane::fabric::tcp::{TcpFabric, TcpRpcForwarder};
 use dinomo_dataplane::fabric::{
     Completion, CompletionData, DOORBELL_VERBS_MAX, Fabric, PeerId, PostError, QP_IN_FLIGHT_MAX,
     QueuePair, RPC_BYTES_MAX, RpcHandler, VERB_BYTES_MAX, Verb, VerbError, VerbKind, WrId,
 };
+use dinomo_dataplane::mn::tcp_server::{TcpServer, TcpServerConfig};
 use dinomo_pmem::{MemBackend, PoolOffset, SharedBackend};
 
 /// Pool size of most tests.
@@ -73,7 +74,7 @@ struct Harness {
     region: u64,
     _server: Option<TcpServer>,
     #[cfg(feature = "rdma")]
-    _rdma: Option<dinomo_dataplane::fabric::rdma::RdmaServer>,
+    _rdma: Option<dinomo_dataplane::mn::rdma_server::RdmaServer>,
 }
 
 fn harness(kind: Kind, pool_bytes: u64) -> Result<Harness, String> {
@@ -130,10 +131,9 @@ fn rdma_harness(_h: Harness, _handler: Arc<dyn RpcHandler>) -> Result<Harness, S
 
 #[cfg(feature = "rdma")]
 fn rdma_harness(mut h: Harness, handler: Arc<dyn RpcHandler>) -> Result<Harness, String> {
-    use dinomo_dataplane::fabric::rdma::{
-        RdmaFabric, RdmaOptions, RdmaRegion, RdmaServer, RdmaServerConfig, first_device,
-    };
-    use dinomo_dataplane::fabric::rpc::HandlerService;
+    use dinomo_dataplane::fabric::rdma::{RdmaFabric, RdmaOptions, first_device};
+    use dinomo_dataplane::mn::rdma_server::{RdmaRegion, RdmaServer, RdmaServerConfig};
+    use dinomo_dataplane::mn::rpc_pool::HandlerService;
     let device = first_device().map_err(|e| e.to_string())?;
     let region = RdmaRegion::anonymous(h.region).map_err(|e| e.to_string())?;
     let server = RdmaServer::start(

@@ -13,12 +13,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use dinomo_dataplane::fabric::tcp::frame::{self, CloseCode, Response};
-use dinomo_dataplane::fabric::tcp::{
-    TCP_HANDSHAKE_TIMEOUT_DEFAULT, TcpFabric, TcpServer, TcpServerConfig,
-};
+use dinomo_dataplane::fabric::tcp::{TCP_HANDSHAKE_TIMEOUT_DEFAULT, TcpFabric};
 use dinomo_dataplane::fabric::{
     CompletionData, Fabric, PeerId, QueuePair, RpcHandler, Verb, VerbError, WrId, wait_for,
 };
+use dinomo_dataplane::mn::tcp_server::{TcpServer, TcpServerConfig, TcpServerCounters};
 use dinomo_pmem::{MemBackend, PoolOffset, SharedBackend};
 
 const TOKEN: &[u8] = b"robustness-token";
@@ -215,11 +214,7 @@ fn expect_close(stream: &mut TcpStream) -> CloseCode {
 }
 
 /// Waits until `cond` holds for the server's counters.
-fn wait_counters(
-    s: &Setup,
-    what: &str,
-    cond: impl Fn(&dinomo_dataplane::fabric::tcp::TcpServerCounters) -> bool,
-) {
+fn wait_counters(s: &Setup, what: &str, cond: impl Fn(&TcpServerCounters) -> bool) {
     let deadline = Instant::now() + HANG;
     while !cond(&s.server.counters()) {
         assert!(

@@ -19,11 +19,11 @@ use anyhow::{Context, anyhow, bail};
 use clap::ValueEnum;
 use dinomo_dataplane::fabric::RpcHandler;
 use dinomo_dataplane::fabric::tcp::frame::TOKEN_BYTES_MAX;
-use dinomo_dataplane::fabric::tcp::{TcpServer, TcpServerConfig};
 use dinomo_dataplane::mn::memnode::{
     CreateMode, Durability, MERGE_THREADS_DEFAULT, MERGE_THREADS_MAX, MemnodeConfig, MemoryNode,
     MnError, NodeOptions,
 };
+use dinomo_dataplane::mn::tcp_server::{TcpServer, TcpServerConfig};
 use dinomo_pmem::constants::BLOCK_SIZE_DEFAULT;
 use dinomo_pmem::{PoolConfig, PoolError};
 

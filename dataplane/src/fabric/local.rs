@@ -9,17 +9,16 @@
 //! of one fabric, as a KN's NIC is). Posting never waits for the delay, so one core can keep many
 //! verbs in flight, and [`QueuePair::next_due`] tells an idle worker when to look again.
 //!
-//! RPCs go to an [`RpcService`] on a small pool of MN RPC threads ([`super::rpc::RpcPool`]),
-//! started when the first RPC is posted; their completion is due one round trip after posting or
-//! when the reply arrives, whichever is later. Without a service, RPCs complete with
-//! [`VerbError::Refused`]. The service may be an [`RpcHandler`] in this process or the tcp
-//! forwarder ([`super::tcp::TcpRpcForwarder`]) when the MN is another process that maps the
-//! same pool file.
+//! RPCs go to an [`RpcService`] on a small pool of MN RPC threads ([`RpcPool`]), started when the
+//! first RPC is posted; their completion is due one round trip after posting or when the reply
+//! arrives, whichever is later. Without a service, RPCs complete with [`VerbError::Refused`]. The
+//! service may be an [`RpcHandler`] in this process or the tcp forwarder
+//! ([`super::tcp::TcpRpcForwarder`]) when the MN is another process that maps the same pool file.
 //!
-//! The checks of the serving side live here too ([`check_range`], [`check_word`],
-//! [`execute`]): the tcp server runs the same code on its pool. Every verb is checked before it
-//! touches memory: sizes against [`VERB_BYTES_MAX`], bounds against the region, 8-byte
-//! alignment for CAS and FAA; a bad verb completes with an error and changes nothing.
+//! This module is the initiator's side only: the verbs themselves run through the memory node's
+//! [`crate::mn::verbs`], as they do in the tcp server, so every verb is checked (size, bounds,
+//! alignment) before it touches memory and a bad verb completes with an error and changes
+//! nothing.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -28,14 +27,16 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use dinomo_pmem::{Backend, SharedBackend};
+use dinomo_pmem::SharedBackend;
 
-use super::rpc::{HandlerService, RPC_QUEUE_DEFAULT, RPC_THREADS_DEFAULT, RpcPool, RpcService};
 use super::{
-    Completion, CompletionData, DOORBELL_VERBS_MAX, Fabric, PeerId, PostError, QP_IN_FLIGHT_MAX,
-    QpCounters, QueuePair, RPC_BYTES_MAX, RpcHandler, VERB_BYTES_MAX, Verb, VerbError, VerbKind,
-    WrId,
+    Completion, CompletionData, Fabric, PeerId, PostError, QP_IN_FLIGHT_MAX, QpCounters, QueuePair,
+    RPC_BYTES_MAX, RpcHandler, Verb, VerbError, VerbKind, WrId, check_batch,
 };
+use crate::mn::rpc_pool::{
+    HandlerService, RPC_QUEUE_DEFAULT, RPC_THREADS_DEFAULT, RpcPool, RpcService,
+};
+use crate::mn::verbs::execute;
 
 /// Round-trip time of a one-hop RDMA fabric, the usual value for `LocalOptions::rtt`.
 pub const RDMA_RTT_TYPICAL: Duration = Duration::from_nanos(1_600);
@@ -100,112 +101,6 @@ impl fmt::Debug for LocalOptions {
             .field("rpc_threads", &self.rpc_threads)
             .finish()
     }
-}
-
-/// Checks a READ or WRITE of `len` bytes at `offset` against a region of `region` bytes.
-pub fn check_range(region: u64, offset: u64, len: u64) -> Result<(), VerbError> {
-    if len > VERB_BYTES_MAX {
-        return Err(VerbError::TooLarge(len));
-    }
-    match offset.checked_add(len) {
-        Some(end) if end <= region => Ok(()),
-        _ => Err(VerbError::OutOfBounds {
-            offset,
-            len,
-            region,
-        }),
-    }
-}
-
-/// Checks a CAS or FAA on the word at `offset` against a region of `region` bytes.
-pub fn check_word(region: u64, offset: u64) -> Result<(), VerbError> {
-    if !offset.is_multiple_of(8) {
-        return Err(VerbError::Misaligned(offset));
-    }
-    check_range(region, offset, 8)
-}
-
-/// Reads `dst.len()` bytes at `offset` after checking them.
-pub fn execute_read(backend: &dyn Backend, offset: u64, dst: &mut [u8]) -> Result<(), VerbError> {
-    check_range(backend.len(), offset, dst.len() as u64)?;
-    backend.read(offset, dst);
-    Ok(())
-}
-
-/// Writes `data` at `offset` after checking it; with `persist`, the bytes are persistent when
-/// this returns.
-pub fn execute_write(
-    backend: &dyn Backend,
-    offset: u64,
-    data: &[u8],
-    persist: bool,
-) -> Result<(), VerbError> {
-    check_range(backend.len(), offset, data.len() as u64)?;
-    if !data.is_empty() {
-        backend.write(offset, data);
-        if persist {
-            backend.persist(offset, data.len() as u64);
-        }
-    }
-    Ok(())
-}
-
-/// Compare-and-swap after checking; returns the old value whether or not it swapped.
-pub fn execute_cas(
-    backend: &dyn Backend,
-    offset: u64,
-    expected: u64,
-    new: u64,
-) -> Result<u64, VerbError> {
-    check_word(backend.len(), offset)?;
-    Ok(match backend.compare_exchange(offset, expected, new) {
-        Ok(old) | Err(old) => old,
-    })
-}
-
-/// Fetch-and-add after checking; returns the old value.
-pub fn execute_faa(backend: &dyn Backend, offset: u64, add: u64) -> Result<u64, VerbError> {
-    check_word(backend.len(), offset)?;
-    Ok(backend.fetch_add(offset, add))
-}
-
-/// Executes one one-sided verb on `backend`. RPCs are not one-sided and are refused here.
-pub fn execute(backend: &dyn Backend, verb: &Verb) -> Result<CompletionData, VerbError> {
-    match verb {
-        Verb::Read { remote, len } => {
-            check_range(backend.len(), remote.get(), u64::from(*len))?;
-            let mut bytes = vec![0u8; *len as usize];
-            execute_read(backend, remote.get(), &mut bytes)?;
-            Ok(CompletionData::Bytes(bytes))
-        }
-        Verb::Write {
-            remote,
-            data,
-            persist,
-        } => execute_write(backend, remote.get(), data, *persist).map(|()| CompletionData::None),
-        Verb::Cas {
-            remote,
-            expected,
-            new,
-        } => execute_cas(backend, remote.get(), *expected, *new).map(CompletionData::Word),
-        Verb::Faa { remote, add } => {
-            execute_faa(backend, remote.get(), *add).map(CompletionData::Word)
-        }
-        Verb::Rpc { .. } => Err(VerbError::Refused("an RPC is not a one-sided verb".into())),
-    }
-}
-
-/// Checks a doorbell batch against the queue pair's limits (shared by every backend).
-pub(crate) fn check_batch(in_flight: usize, batch_len: usize) -> Result<(), PostError> {
-    if batch_len > DOORBELL_VERBS_MAX {
-        return Err(PostError::Invalid(VerbError::Refused(format!(
-            "a doorbell carries at most {DOORBELL_VERBS_MAX} verbs, not {batch_len}"
-        ))));
-    }
-    if in_flight + batch_len > QP_IN_FLIGHT_MAX {
-        return Err(PostError::QueueFull { in_flight });
-    }
-    Ok(())
 }
 
 /// Bytes a verb puts on the link (payload only; headers are in the round trip).
@@ -545,33 +440,6 @@ mod tests {
     use dinomo_pmem::{MemBackend, PoolOffset};
 
     use super::*;
-
-    #[test]
-    fn checks_reject_before_touching_memory() {
-        assert_eq!(check_range(64, 60, 4), Ok(()));
-        assert_eq!(
-            check_range(64, 61, 4),
-            Err(VerbError::OutOfBounds {
-                offset: 61,
-                len: 4,
-                region: 64
-            })
-        );
-        assert!(matches!(
-            check_range(64, u64::MAX, 2),
-            Err(VerbError::OutOfBounds { .. })
-        ));
-        assert_eq!(
-            check_range(u64::MAX, 0, VERB_BYTES_MAX + 1),
-            Err(VerbError::TooLarge(VERB_BYTES_MAX + 1))
-        );
-        assert_eq!(check_word(64, 4), Err(VerbError::Misaligned(4)));
-        assert!(matches!(
-            check_word(64, 64),
-            Err(VerbError::OutOfBounds { .. })
-        ));
-        assert_eq!(check_word(64, 56), Ok(()));
-    }
 
     #[test]
     fn link_serializes_transfers() {

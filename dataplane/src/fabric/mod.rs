@@ -10,18 +10,23 @@
 //!
 //! Backends: [`local`] (the pool mapped in this process, with optional injected round-trip delay
 //! and bandwidth cap), [`tcp`] (a verbs server on the MN, one connection per queue pair) and, with
-//! the `rdma` cargo feature, `rdma`. All of them pass the same conformance suite
-//! (`dataplane/tests/fabric_conformance.rs`).
+//! the `rdma` cargo feature, `rdma` (RC queue pairs connected through a small TCP exchange). All
+//! of them pass the same conformance suite (`dataplane/tests/fabric_conformance.rs`).
 //!
-//! Every verb is checked on the serving side against the registered region (the whole pool):
-//! bounds, and 8-byte alignment for CAS and FAA. A bad verb completes with an error status; it
-//! never touches memory outside the region.
+//! This module holds the traits and the initiator (KN) side of each backend, with what both sides
+//! of a backend share (the tcp frame codec, the rdma device code and QP exchange). The serving
+//! side lives with the memory node in [`crate::mn`]: verb execution on the pool
+//! ([`crate::mn::verbs`], which the local fabric calls in this process), the RPC thread pool
+//! ([`crate::mn::rpc_pool`], which calls an [`RpcHandler`]), the tcp verbs server
+//! ([`crate::mn::tcp_server`]) and the rdma server (`mn::rdma_server`). There every verb is
+//! checked against the registered region (the whole pool) before it runs: bounds, and 8-byte
+//! alignment for CAS and FAA. A bad verb completes with an error status; it never touches memory
+//! outside the region.
 
 pub mod constants;
 pub mod local;
 #[cfg(feature = "rdma")]
 pub mod rdma;
-pub mod rpc;
 pub mod tcp;
 
 use std::fmt;
@@ -253,6 +258,19 @@ pub trait Fabric: Send + Sync + fmt::Debug {
     fn connect(&self) -> Result<Box<dyn QueuePair>, VerbError>;
     /// The backend's name ("local", "tcp", "rdma").
     fn name(&self) -> &'static str;
+}
+
+/// Checks a doorbell batch against the queue pair's limits (shared by every backend).
+pub(crate) fn check_batch(in_flight: usize, batch_len: usize) -> Result<(), PostError> {
+    if batch_len > DOORBELL_VERBS_MAX {
+        return Err(PostError::Invalid(VerbError::Refused(format!(
+            "a doorbell carries at most {DOORBELL_VERBS_MAX} verbs, not {batch_len}"
+        ))));
+    }
+    if in_flight + batch_len > QP_IN_FLIGHT_MAX {
+        return Err(PostError::QueueFull { in_flight });
+    }
+    Ok(())
 }
 
 /// The MN's side of the RPC channel: runs on the MN's RPC threads, never on a worker core.

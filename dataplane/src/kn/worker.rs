@@ -12,20 +12,22 @@
 //! comes back the same way. Messages that do not fit a full queue wait in a per-destination
 //! overflow list, bounded by the pipeline and connection limits.
 //!
-//! Buffers handed to the kernel (receive and send buffers, the eventfd word) stay owned by the
-//! worker, unmoved, until their operation completes: a connection being closed is shut down
-//! first, and freed only once no operation of it is in flight.
+//! The ring ([`crate::sys::Ring`]) holds the receive and send buffers of the operations in flight
+//! and hands them back with their completions; a connection being closed is shut down first, and
+//! freed only once no operation of it is in flight. Completions name their connection by slot
+//! and generation ([`crate::sys::Slots`]), so one for a connection freed since is ignored, and
+//! accepts follow the policy of [`crate::sys::Acceptor`]. Nothing here needs `unsafe`.
+
+#![forbid(unsafe_code)]
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
 use crate::kn::control::{ControlAck, ControlCommand, ControlMessage};
 use crate::kn::engine::{Command, Engine, EngineError, Reply, Tag};
@@ -35,6 +37,8 @@ use crate::kn::session::{Dispatch, Session};
 use crate::kn::shared::{CoreSnapshot, Inbound, Shared};
 use crate::kn::slab::Slab;
 use crate::resp::ReplyWriter;
+use crate::sys::constants::SLOTS_MAX;
+use crate::sys::{Acceptor, Event, Ring, RingMode, SlotId, Slots};
 
 /// Entries of a worker's ring.
 pub const RING_ENTRIES: u32 = 1024;
@@ -49,25 +53,10 @@ pub const FABRIC_SLEEP: Duration = Duration::from_micros(50);
 /// How often a worker publishes its counters.
 pub const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(20);
 
-mod op {
-    pub const ACCEPT: u64 = 1;
-    pub const RECV: u64 = 2;
-    pub const SEND: u64 = 3;
-    pub const WAKE: u64 = 4;
-    pub const FABRIC: u64 = 5;
-}
-
-fn user_data(op: u64, index: usize, generation: u32) -> u64 {
-    op | ((index as u64 & 0xFFFF_FFFF) << 8) | (u64::from(generation & 0xFF_FFFF) << 40)
-}
-
-fn decode_user_data(data: u64) -> (u64, usize, u32) {
-    (
-        data & 0xFF,
-        ((data >> 8) & 0xFFFF_FFFF) as usize,
-        (data >> 40) as u32,
-    )
-}
+/// Ring slots of the wake-up eventfd and of the fabric's readiness poll (listener `l` accepts on
+/// slot `l`; connections have slots of their own table).
+const WAKE_SLOT: SlotId = SlotId::fixed(0);
+const FABRIC_SLOT: SlotId = SlotId::fixed(0);
 
 // Tags of engine requests: the kind in the top 2 bits.
 const TAG_LOCAL: u64 = 0;
@@ -77,8 +66,7 @@ const TAG_KIND: u64 = 3 << 62;
 
 #[derive(Debug)]
 struct Part {
-    conn: usize,
-    generation: u32,
+    conn: SlotId,
     seq: u64,
     part: u32,
 }
@@ -86,11 +74,12 @@ struct Part {
 #[derive(Debug)]
 struct Conn {
     stream: TcpStream,
-    generation: u32,
     id: u64,
     session: Session,
-    recv_buf: Box<[u8]>,
+    /// `RECV_BYTES` long; held by the ring while a receive is armed.
+    recv_buf: Vec<u8>,
     recv_armed: bool,
+    /// Held by the ring while a send is armed.
     send_buf: Vec<u8>,
     send_off: usize,
     send_armed: bool,
@@ -125,20 +114,20 @@ pub struct Worker {
     routing: Arc<Routing>,
     control: Receiver<ControlMessage>,
     acks: Sender<ControlAck>,
-    ring: IoUring,
+    // Dropped before the connections: the ring cancels and reaps what is in flight while their
+    // sockets are open.
+    ring: Ring,
     /// The completions of one reap (a reused buffer).
-    reaped: Vec<(u64, i32, u32)>,
+    reaped: Vec<Event>,
     listeners: Vec<Arc<TcpListener>>,
-    accept_armed: Vec<bool>,
-    conns: Slab<Conn>,
-    generation: u32,
+    acceptors: Vec<Acceptor>,
+    conns: Slots<Conn>,
     local: Slab<Part>,
     foreign: Slab<(usize, Tag)>,
     embedded: Slab<Sender<Reply>>,
     overflow: Vec<VecDeque<Inbound>>,
     done: Vec<(Tag, Reply)>,
-    dirty: Vec<usize>,
-    wake_buf: Box<[u8; 8]>,
+    dirty: Vec<SlotId>,
     wake_armed: bool,
     fabric_armed: bool,
     last_snapshot: Instant,
@@ -157,8 +146,7 @@ impl std::fmt::Debug for Worker {
 /// What a worker's `Dispatch` needs: the parts of the worker a session's requests go to.
 struct Ctx<'a> {
     index: usize,
-    conn: usize,
-    generation: u32,
+    conn: SlotId,
     client_id: u64,
     shared: &'a Shared,
     routing: &'a Routing,
@@ -175,7 +163,6 @@ impl Dispatch for Ctx<'_> {
         let tag = TAG_LOCAL
             | self.local.insert(Part {
                 conn: self.conn,
-                generation: self.generation,
                 seq,
                 part,
             }) as u64;
@@ -230,13 +217,16 @@ impl Worker {
     ) -> io::Result<Worker> {
         let routing = shared.routing();
         engine.set_owned(routing.owned_by(index));
-        let mut builder = IoUring::builder();
-        if options.sqpoll {
-            builder.setup_sqpoll(2000);
-        }
-        let ring = builder
-            .build(RING_ENTRIES)
-            .or_else(|_| IoUring::new(RING_ENTRIES))?;
+        let mode = if options.sqpoll {
+            RingMode::SqPoll
+        } else {
+            RingMode::Plain
+        };
+        let ring = Ring::new(RING_ENTRIES, mode)?;
+        let acceptors = (0..listeners.len())
+            .map(|l| u16::try_from(l).map(|l| Acceptor::new(SlotId::fixed(l))))
+            .collect::<Result<_, _>>()
+            .map_err(|_| io::Error::other("more listeners than ring slots"))?;
         let cores = shared.cores();
         Ok(Worker {
             index,
@@ -247,17 +237,15 @@ impl Worker {
             acks: queues.acks,
             ring,
             reaped: Vec::new(),
-            accept_armed: vec![false; listeners.len()],
+            acceptors,
             listeners,
-            conns: Slab::default(),
-            generation: 0,
+            conns: Slots::new(SLOTS_MAX),
             local: Slab::default(),
             foreign: Slab::default(),
             embedded: Slab::default(),
             overflow: (0..cores).map(|_| VecDeque::new()).collect(),
             done: Vec::new(),
             dirty: Vec::new(),
-            wake_buf: Box::new([0u8; 8]),
             wake_armed: false,
             fabric_armed: false,
             last_snapshot: Instant::now(),
@@ -299,11 +287,10 @@ impl Worker {
             && self.overflow.iter().all(VecDeque::is_empty)
             && self.local.is_empty()
             && self.foreign.is_empty()
-            && self.conns.indexes().all(|i| {
-                self.conns
-                    .get(i)
-                    .is_some_and(|c| !c.send_armed && !c.session.has_output())
-            })
+            && self
+                .conns
+                .values()
+                .all(|c| !c.send_armed && !c.session.has_output())
     }
 
     fn busy(&self) -> bool {
@@ -317,147 +304,88 @@ impl Worker {
     /// Sleeps in the ring until something needs the worker (or not at all if it is busy).
     fn wait(&mut self) -> io::Result<()> {
         let now = Instant::now();
-        let (want, timeout) = if self.busy() {
-            (0, Duration::ZERO)
+        let timeout = if self.busy() {
+            Duration::ZERO
         } else if !self.engine.is_idle() {
-            let until = self
-                .engine
-                .next_wakeup()
-                .map(|t| t.saturating_duration_since(now));
+            let until = self.next_wakeup().map(|t| t.saturating_duration_since(now));
             let cap = if self.fabric_armed {
                 IDLE_SLEEP
             } else {
                 FABRIC_SLEEP
             };
-            (1, until.unwrap_or(cap).min(cap))
+            until.unwrap_or(cap).min(cap)
         } else {
-            let until = self
-                .engine
-                .next_wakeup()
-                .map(|t| t.saturating_duration_since(now));
+            let until = self.next_wakeup().map(|t| t.saturating_duration_since(now));
             // An idle core still wakes to publish its counters (INFO reads them).
-            (
-                1,
-                until
-                    .unwrap_or(IDLE_SLEEP)
-                    .min(IDLE_SLEEP)
-                    .min(SNAPSHOT_INTERVAL),
-            )
+            until
+                .unwrap_or(IDLE_SLEEP)
+                .min(IDLE_SLEEP)
+                .min(SNAPSHOT_INTERVAL)
         };
-        let result = if want == 0 || timeout.is_zero() {
-            self.ring.submit()
-        } else {
-            let ts = types::Timespec::from(timeout);
-            let args = types::SubmitArgs::new().timespec(&ts);
-            self.ring.submitter().submit_with_args(want, &args)
-        };
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+        self.ring.submit_and_wait(timeout)
     }
 
-    /// Pushes an entry, submitting first if the submission queue is full.
-    ///
-    /// # Safety
-    /// Every buffer the entry names must stay valid and unmoved until its completion is reaped.
-    unsafe fn push(&mut self, entry: &squeue::Entry) -> io::Result<()> {
-        // SAFETY: the caller keeps the entry's buffers alive until completion.
-        if unsafe { self.ring.submission().push(entry) }.is_ok() {
-            return Ok(());
+    /// When the engine's next deadline or the end of an accept back-off needs the worker (a
+    /// stopping worker posts no accepts, so it does not wake for them).
+    fn next_wakeup(&self) -> Option<Instant> {
+        let accept = if self.stopping {
+            None
+        } else {
+            self.acceptors.iter().filter_map(Acceptor::retry_at).min()
+        };
+        match (self.engine.next_wakeup(), accept) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        self.ring.submit()?;
-        // SAFETY: as above.
-        unsafe { self.ring.submission().push(entry) }
-            .map_err(|_| io::Error::other("the submission queue stays full"))
     }
 
     /// Keeps the accepts, the wake-up read and the fabric readiness poll armed.
     fn arm_fixed(&mut self) -> io::Result<()> {
         if !self.stopping {
-            for l in 0..self.listeners.len() {
-                if !self.accept_armed[l] {
-                    let fd = self.listeners[l].as_raw_fd();
-                    let entry = opcode::Accept::new(
-                        types::Fd(fd),
-                        std::ptr::null_mut(),
-                        std::ptr::null_mut(),
-                    )
-                    .flags(libc::SOCK_CLOEXEC)
-                    .build()
-                    .user_data(user_data(op::ACCEPT, l, 0));
-                    // SAFETY: the accept names no buffer; the listener outlives the ring (both
-                    // are owned by the worker, and the ring is dropped first).
-                    unsafe { self.push(&entry) }?;
-                    self.accept_armed[l] = true;
-                }
+            for (acceptor, listener) in self.acceptors.iter_mut().zip(&self.listeners) {
+                // The listener outlives the ring (both are owned by the worker, and the ring is
+                // dropped first).
+                acceptor.arm(&mut self.ring, listener)?;
             }
         }
         if !self.wake_armed {
-            let fd = self.shared.wakers[self.index].raw();
-            let entry = opcode::Read::new(types::Fd(fd), self.wake_buf.as_mut_ptr(), 8)
-                .build()
-                .user_data(user_data(op::WAKE, 0, 0));
-            // SAFETY: `wake_buf` is a heap box owned by the worker and used only by this read;
-            // the worker (and so the box) lives until the ring is dropped.
-            unsafe { self.push(&entry) }?;
+            self.ring
+                .read_eventfd(&self.shared.wakers[self.index], WAKE_SLOT)?;
             self.wake_armed = true;
         }
         if !self.fabric_armed
             && !self.engine.is_idle()
             && let Some(fd) = self.engine.queue_pair().wake_fd()
         {
-            let entry = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
-                .build()
-                .user_data(user_data(op::FABRIC, 0, 0));
-            // SAFETY: a poll names no buffer.
-            unsafe { self.push(&entry) }?;
+            self.ring.poll_readable(fd, FABRIC_SLOT)?;
             self.fabric_armed = true;
         }
         Ok(())
     }
 
     fn reap(&mut self) -> io::Result<()> {
-        let mut completions = std::mem::take(&mut self.reaped);
-        completions.clear();
-        completions.extend(
-            self.ring
-                .completion()
-                .map(|c| (c.user_data(), c.result(), c.flags())),
-        );
-        for &(data, result, flags) in &completions {
-            let _ = cqueue::more(flags);
-            let (kind, index, generation) = decode_user_data(data);
-            match kind {
-                op::ACCEPT => self.on_accept(index, result),
-                op::RECV => self.on_recv(index, generation, result),
-                op::SEND => self.on_send(index, generation, result)?,
-                op::WAKE => self.wake_armed = false,
-                op::FABRIC => self.fabric_armed = false,
-                _ => {}
+        let mut events = std::mem::take(&mut self.reaped);
+        self.ring.reap(&mut events);
+        for event in events.drain(..) {
+            match event {
+                Event::Accept { slot, result } => self.on_accept(slot.index(), result),
+                Event::Recv { slot, result, buf } => self.on_recv(slot, result, buf),
+                Event::Send { slot, result, buf } => self.on_send(slot, result, buf)?,
+                Event::Wake { .. } => self.wake_armed = false,
+                Event::Poll { .. } => self.fabric_armed = false,
             }
         }
-        self.reaped = completions;
+        self.reaped = events;
         Ok(())
     }
 
-    fn on_accept(&mut self, listener: usize, result: i32) {
-        if let Some(armed) = self.accept_armed.get_mut(listener) {
-            *armed = false;
-        }
-        if result < 0 {
+    fn on_accept(&mut self, listener: usize, result: Result<TcpStream, i32>) {
+        let Some(acceptor) = self.acceptors.get_mut(listener) else {
             return;
-        }
-        // SAFETY: a successful accept returns a new descriptor that nothing else owns.
-        let stream = unsafe { TcpStream::from_raw_fd(result) };
+        };
+        let Some(stream) = acceptor.complete(result, Instant::now()) else {
+            return;
+        };
         if self.stopping
             || self.shared.connections.load(Ordering::Relaxed) >= self.shared.connections_max
         {
@@ -468,58 +396,56 @@ impl Worker {
             return;
         }
         let _ = stream.set_nodelay(true);
-        self.shared.connections.fetch_add(1, Ordering::Relaxed);
-        self.shared
-            .connections_total
-            .fetch_add(1, Ordering::Relaxed);
-        self.generation = self.generation.wrapping_add(1) & 0xFF_FFFF;
         let conn = Conn {
             stream,
-            generation: self.generation,
             id: self.shared.client_ids.fetch_add(1, Ordering::Relaxed) + 1,
             session: Session::new(self.shared.limits, self.shared.requirepass.is_some()),
-            recv_buf: vec![0u8; RECV_BYTES].into_boxed_slice(),
+            recv_buf: vec![0u8; RECV_BYTES],
             recv_armed: false,
             send_buf: Vec::new(),
             send_off: 0,
             send_armed: false,
             closing: false,
         };
-        let index = self.conns.insert(conn);
-        self.dirty.push(index);
+        let Ok(id) = self.conns.insert(conn) else {
+            // Every slot the ring can name is taken.
+            self.shared
+                .connections_rejected
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        self.shared.connections.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .connections_total
+            .fetch_add(1, Ordering::Relaxed);
+        self.dirty.push(id);
     }
 
-    fn on_recv(&mut self, index: usize, generation: u32, result: i32) {
-        let Some(conn) = self
-            .conns
-            .get_mut(index)
-            .filter(|c| c.generation == generation)
-        else {
+    fn on_recv(&mut self, id: SlotId, result: i32, buf: Vec<u8>) {
+        let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
         conn.recv_armed = false;
+        conn.recv_buf = buf;
         if result <= 0 {
             // The peer closed its side, or the connection failed.
-            self.begin_close(index);
+            self.begin_close(id);
             return;
         }
-        let n = result as usize;
+        let n = (result as usize).min(conn.recv_buf.len());
         // A session that refuses the bytes queues an error reply and closes after sending it.
         let _ = conn.session.feed(&conn.recv_buf[..n]);
-        self.dirty.push(index);
+        self.dirty.push(id);
     }
 
-    fn on_send(&mut self, index: usize, generation: u32, result: i32) -> io::Result<()> {
-        let Some(conn) = self
-            .conns
-            .get_mut(index)
-            .filter(|c| c.generation == generation)
-        else {
+    fn on_send(&mut self, id: SlotId, result: i32, buf: Vec<u8>) -> io::Result<()> {
+        let Some(conn) = self.conns.get_mut(id) else {
             return Ok(());
         };
         conn.send_armed = false;
+        conn.send_buf = buf;
         if result <= 0 {
-            self.begin_close(index);
+            self.begin_close(id);
             return Ok(());
         }
         conn.send_off += result as usize;
@@ -527,14 +453,14 @@ impl Worker {
             conn.send_buf.clear();
             conn.send_off = 0;
         }
-        self.dirty.push(index);
+        self.dirty.push(id);
         Ok(())
     }
 
     /// Shuts the connection down (so that its pending operations complete) and frees it once
     /// nothing of it is in flight.
-    fn begin_close(&mut self, index: usize) {
-        let Some(conn) = self.conns.get_mut(index) else {
+    fn begin_close(&mut self, id: SlotId) {
+        let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
         if !conn.closing {
@@ -544,7 +470,7 @@ impl Worker {
             let _ = conn.stream.shutdown(std::net::Shutdown::Both);
             return;
         }
-        if self.conns.remove(index).is_some() {
+        if self.conns.remove(id).is_some() {
             self.shared.connections.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -588,8 +514,8 @@ impl Worker {
 
     fn process_sessions(&mut self) {
         let dirty = std::mem::take(&mut self.dirty);
-        for index in dirty {
-            let Some(conn) = self.conns.get_mut(index) else {
+        for id in dirty {
+            let Some(conn) = self.conns.get_mut(id) else {
                 continue;
             };
             if conn.closing {
@@ -597,8 +523,7 @@ impl Worker {
             }
             let mut ctx = Ctx {
                 index: self.index,
-                conn: index,
-                generation: conn.generation,
+                conn: id,
                 client_id: conn.id,
                 shared: &self.shared,
                 routing: &self.routing,
@@ -608,14 +533,14 @@ impl Worker {
                 done: &mut self.done,
             };
             conn.session.process(&mut ctx);
-            self.dirty_out(index);
+            self.dirty_out(id);
         }
     }
 
     /// Remembers that a connection may have output or want input (handled in `post_io`).
-    fn dirty_out(&mut self, index: usize) {
-        if !self.dirty.contains(&index) {
-            self.dirty.push(index);
+    fn dirty_out(&mut self, id: SlotId) {
+        if !self.dirty.contains(&id) {
+            self.dirty.push(id);
         }
     }
 
@@ -636,11 +561,7 @@ impl Worker {
                 let Some(part) = self.local.remove(index) else {
                     return;
                 };
-                if let Some(conn) = self
-                    .conns
-                    .get_mut(part.conn)
-                    .filter(|c| c.generation == part.generation)
-                {
+                if let Some(conn) = self.conns.get_mut(part.conn) {
                     conn.session
                         .complete(part.seq, part.part, reply, &self.routing);
                     self.dirty_out(part.conn);
@@ -680,8 +601,8 @@ impl Worker {
     fn post_io(&mut self) -> io::Result<()> {
         let dirty = std::mem::take(&mut self.dirty);
         let mut again = Vec::new();
-        for index in dirty {
-            let Some(conn) = self.conns.get_mut(index) else {
+        for id in dirty {
+            let Some(conn) = self.conns.get_mut(id) else {
                 continue;
             };
             if !conn.send_armed && conn.send_buf.is_empty() && conn.session.has_output() {
@@ -689,49 +610,28 @@ impl Worker {
                 conn.send_off = 0;
             }
             if !conn.send_armed && conn.send_off < conn.send_buf.len() {
-                let rest = &conn.send_buf[conn.send_off..];
-                let entry = opcode::Send::new(
-                    types::Fd(conn.stream.as_raw_fd()),
-                    rest.as_ptr(),
-                    rest.len() as u32,
-                )
-                .flags(libc::MSG_NOSIGNAL)
-                .build()
-                .user_data(user_data(op::SEND, index, conn.generation));
                 conn.send_armed = true;
-                // SAFETY: `send_buf` is owned by the connection and neither modified nor freed
-                // while the send is armed (the connection is freed only with nothing armed).
-                unsafe { self.push(&entry) }?;
+                let send_buf = std::mem::take(&mut conn.send_buf);
+                self.ring.send(&conn.stream, send_buf, conn.send_off, id)?;
             }
-            let Some(conn) = self.conns.get_mut(index) else {
-                continue;
-            };
             let finished_output =
                 !conn.send_armed && conn.send_buf.is_empty() && !conn.session.has_output();
             if (conn.closing || conn.session.is_closing()) && finished_output {
-                self.begin_close(index);
+                self.begin_close(id);
                 continue;
             }
             if conn.closing {
-                self.begin_close(index);
+                self.begin_close(id);
                 continue;
             }
             if conn.session.wants_input() && conn.session.has_unparsed_input() {
                 // Requests held back by the pipeline limit: parse them in the next round.
-                again.push(index);
+                again.push(id);
             }
             if !conn.recv_armed && conn.session.wants_input() && !self.stopping {
-                let entry = opcode::Recv::new(
-                    types::Fd(conn.stream.as_raw_fd()),
-                    conn.recv_buf.as_mut_ptr(),
-                    RECV_BYTES as u32,
-                )
-                .build()
-                .user_data(user_data(op::RECV, index, conn.generation));
                 conn.recv_armed = true;
-                // SAFETY: `recv_buf` is a boxed slice owned by the connection, never reallocated,
-                // and the connection is freed only with nothing armed.
-                unsafe { self.push(&entry) }?;
+                let recv_buf = std::mem::take(&mut conn.recv_buf);
+                self.ring.recv(&conn.stream, recv_buf, 0, id)?;
             }
         }
         self.dirty.extend(again);

@@ -115,6 +115,11 @@ impl Proc {
         node
     }
 
+    /// Records the address a server started with `spawn` printed.
+    pub fn set_addr(&mut self, addr: &str) {
+        self.addr = Some(addr.parse().expect("a socket address"));
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr.expect("started")
     }

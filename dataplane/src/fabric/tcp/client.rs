@@ -20,12 +20,11 @@ use std::time::{Duration, Instant};
 
 use super::frame::{self, CloseCode, Payload, Response};
 use super::{TCP_CONNECT_TIMEOUT_DEFAULT, TCP_FORWARD_TIMEOUT_DEFAULT, TCP_RECV_CHUNK_BYTES};
-use crate::fabric::local::check_batch;
-use crate::fabric::rpc::RpcService;
 use crate::fabric::{
     Completion, CompletionData, Fabric, PeerId, PostError, QpCounters, QueuePair, Verb, VerbError,
-    VerbKind, WrId,
+    VerbKind, WrId, check_batch,
 };
+use crate::mn::rpc_pool::RpcService;
 
 /// The `tcp` fabric as seen by a KN: the MN's address and the cluster token.
 #[derive(Clone)]

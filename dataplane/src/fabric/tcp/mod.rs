@@ -1,11 +1,13 @@
 //! The `tcp` fabric: a verbs server on the memory node and one connection per queue pair.
 //!
-//! The MN runs a [`TcpServer`] whose network loop is one thread driving an io_uring (accept,
-//! recv, send and an eventfd read for RPC replies); it executes one-sided verbs on its pool in
-//! arrival order per connection, hands RPCs to the MN's RPC thread pool and answers every work
-//! request by its id (RPC replies may overtake verbs). Each KN queue pair ([`TcpQp`]) holds its
-//! own non-blocking connection, pipelines requests (a doorbell batch is one `write`) and never
-//! blocks in `poll`. The wire format is in [`frame`] and specified in `fabric/FRAMES.md`.
+//! This module is the KN side and what both sides share: the frame codec and the limits below.
+//! The MN runs a [`TcpServer`](crate::mn::tcp_server::TcpServer) whose network loop is one
+//! thread driving an io_uring (accept, recv, send and an eventfd read for RPC replies); it
+//! executes one-sided verbs on its pool in arrival order per connection, hands RPCs to the MN's
+//! RPC thread pool and answers every work request by its id (RPC replies may overtake verbs).
+//! Each KN queue pair ([`TcpQp`]) holds its own non-blocking connection, pipelines requests (a
+//! doorbell batch is one `write`) and never blocks in `poll`. The wire format is in [`frame`] and
+//! specified in `fabric/FRAMES.md`.
 //!
 //! Invariants at the boundary: the server answers nothing but a handshake until the client has
 //! shown the cluster token (compared in constant time); every frame, connection count, RPC in
@@ -18,12 +20,10 @@
 
 mod client;
 pub mod frame;
-mod server;
 
 use std::time::Duration;
 
 pub use client::{TcpFabric, TcpQp, TcpRpcForwarder};
-pub use server::{TcpServer, TcpServerConfig, TcpServerCounters, TcpServerError};
 
 /// Connections a server serves at once unless configured otherwise; one more is refused with a
 /// CLOSE frame.
@@ -55,6 +55,7 @@ pub const TCP_OUTPUT_PENDING_BYTES_MAX: usize = 4 << 20;
 pub const TCP_FORWARD_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
 
 const _: () = assert!(TCP_CONNECTIONS_DEFAULT <= TCP_CONNECTIONS_MAX);
-const _: () = assert!(TCP_CONNECTIONS_MAX + TCP_CLOSING_MAX < (1 << 24));
+// The server keeps its connections in a slot table, whose indexes the ring's user data names.
+const _: () = assert!(TCP_CONNECTIONS_MAX + TCP_CLOSING_MAX <= crate::sys::constants::SLOTS_MAX);
 const _: () = assert!(TCP_RECV_CHUNK_BYTES >= frame::HELLO_BODY_BYTES_MAX + frame::LEN_BYTES);
 const _: () = assert!(TCP_OUTPUT_PENDING_BYTES_MAX >= TCP_RECV_CHUNK_BYTES);

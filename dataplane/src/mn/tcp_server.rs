@@ -1,4 +1,7 @@
-//! The MN side of the tcp fabric: the verbs server and its io_uring network loop.
+//! The MN side of the tcp fabric: the verbs server and its io_uring network loop. The KN side
+//! ([`crate::fabric::tcp::TcpFabric`]) and the frame codec ([`crate::fabric::tcp::frame`]) live
+//! in the fabric; this module only serves, executing verbs through [`crate::mn::verbs`] and RPCs
+//! on the MN's [`RpcPool`].
 //!
 //! One loop thread owns the listener, every connection and the ring. It keeps at most one
 //! receive and one send in flight per connection, an accept on the listener and a read on an
@@ -7,14 +10,15 @@
 //! one-sided verbs run inline on the pool (they are copies and single atomics), RPCs go to the
 //! RPC thread pool and their replies are sent when they come back.
 //!
-//! Memory safety with io_uring rests on one rule: a buffer named by an operation in flight is
-//! neither touched, resized nor freed until that operation's completion has been reaped. Each
-//! connection records which of its two operations are in flight; the code that parses `input`
-//! runs only when no receive is in flight, `sending` is only swapped when no send is in flight,
-//! and a connection is freed only when both have completed (closing one cancels them first). The
-//! eventfd's buffer lives as long as the loop, which cancels its read and reaps it before
-//! returning; if the ring itself fails, the loop leaks its buffers rather than free memory the
-//! kernel might still write.
+//! The ring ([`crate::sys::Ring`]) holds the buffer of every operation in flight: a receive takes
+//! the connection's `input` and a send its `sending` bytes, and both come back with their
+//! completions, so the loop cannot parse input the kernel may still be writing, nor swap output
+//! it is still sending. Each connection records which of its two operations are in flight, and
+//! is freed only when both have completed (closing one cancels them first), so that no operation
+//! names a socket that has been closed and whose descriptor may have been reused. Completions
+//! name their connection by slot and generation ([`crate::sys::Slots`]); accepts follow the
+//! policy of [`crate::sys::Acceptor`], so running out of descriptors backs off instead of
+//! spinning.
 //!
 //! Each connection moves through `Hello` (only a HELLO frame of bounded size is accepted, within
 //! the handshake timeout), `Ready` (verbs), `Draining` (a CLOSE frame is flushed, the write side
@@ -22,10 +26,10 @@
 //! (waiting for cancelled operations). Nothing a peer sends can make the loop panic or touch
 //! another connection; the worst it can do is be dropped.
 
-use crate::sys::EventFd;
+#![forbid(unsafe_code)]
+
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -33,17 +37,22 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use dinomo_pmem::SharedBackend;
-use io_uring::{IoUring, opcode, squeue, types};
 
-use super::frame::{self, CloseCode, Request};
-use super::{
+use crate::fabric::tcp::frame::{self, CloseCode, Request};
+use crate::fabric::tcp::{
     TCP_CLOSING_MAX, TCP_CONN_RPCS_DEFAULT, TCP_CONNECTIONS_DEFAULT, TCP_CONNECTIONS_MAX,
     TCP_DRAIN_TIMEOUT, TCP_HANDSHAKE_TIMEOUT_DEFAULT, TCP_OUTPUT_PENDING_BYTES_MAX,
     TCP_RECV_CHUNK_BYTES, TCP_STALL_TIMEOUT_DEFAULT, TCP_TICK,
 };
-use crate::fabric::local::{check_range, execute_cas, execute_faa, execute_write};
-use crate::fabric::rpc::{HandlerService, RPC_THREADS_DEFAULT, RpcPool};
 use crate::fabric::{PeerId, RPC_BYTES_MAX, RpcHandler, VerbError, VerbKind};
+use crate::mn::rpc_pool::{HandlerService, RPC_THREADS_DEFAULT, RpcPool};
+use crate::mn::verbs::{check_range, execute_cas, execute_faa, execute_write};
+use crate::sys::{Acceptor, Event, EventFd, Op, Ring, RingMode, SlotId, Slots};
+
+/// The ring slots of the listener and of the eventfd (connections use slots of their own table;
+/// operations on fixed slots and on connections never share a kind, so they cannot be confused).
+const LISTENER_SLOT: SlotId = SlotId::fixed(0);
+const WAKE_SLOT: SlotId = SlotId::fixed(0);
 
 /// Configuration of a [`TcpServer`].
 #[derive(Clone)]
@@ -223,7 +232,7 @@ impl TcpServer {
             .spawn(move || {
                 // The ring is created on the thread that submits to it, which a single-issuer
                 // ring requires.
-                let ring = match build_ring(entries) {
+                let ring = match Ring::new(entries, RingMode::SingleIssuer) {
                     Ok(ring) => ring,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -234,13 +243,9 @@ impl TcpServer {
                 let mut server = Loop {
                     ring,
                     listener: Some(listener),
-                    accept_in_flight: false,
-                    accept_retry_at: None,
-                    wake_buf: Box::new([0; 8]),
+                    acceptor: Acceptor::new(LISTENER_SLOT),
                     wake_in_flight: false,
-                    conns: (0..slots).map(|_| None).collect(),
-                    free: (0..slots).rev().collect(),
-                    next_gen: 1,
+                    conns: Slots::new(slots),
                     open: 0,
                     ctx: Ctx {
                         backend,
@@ -261,12 +266,12 @@ impl TcpServer {
                     next_tick: Instant::now() + TCP_TICK,
                 };
                 if let Err(e) = server.run() {
+                    // Operations may still be in flight in a ring that no longer works; the
+                    // ring leaks the buffers they name when it is dropped, rather than free
+                    // memory the kernel might write.
                     *failure_in_loop
                         .lock()
                         .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(e.to_string());
-                    // Operations may still be in flight in a ring that no longer works: leak
-                    // the buffers they name rather than free memory the kernel might write.
-                    server.leak_buffers();
                 }
             })
             .map_err(TcpServerError::Thread)?;
@@ -342,40 +347,6 @@ impl Drop for TcpServer {
     }
 }
 
-/// A ring for one loop thread: single issuer with deferred task work where the kernel has them
-/// (completions are then processed only when the loop asks, with no interruptions between), a
-/// plain ring otherwise.
-fn build_ring(entries: u32) -> io::Result<IoUring> {
-    IoUring::builder()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .build(entries)
-        .or_else(|_| IoUring::new(entries))
-}
-
-/// What an operation in the ring is, in the low byte of its user data.
-mod op {
-    pub const ACCEPT: u64 = 1;
-    pub const WAKE: u64 = 2;
-    pub const RECV: u64 = 3;
-    pub const SEND: u64 = 4;
-    pub const CANCEL: u64 = 5;
-}
-
-/// User data of a connection's operation: generation, slot and kind, so that a completion can
-/// never be attributed to a later connection in the same slot.
-fn user_data(slot: usize, generation: u32, kind: u64) -> u64 {
-    (u64::from(generation) << 32) | ((slot as u64) << 8) | kind
-}
-
-fn split_user_data(data: u64) -> (usize, u32, u64) {
-    (
-        ((data >> 8) & 0xff_ffff) as usize,
-        (data >> 32) as u32,
-        data & 0xff,
-    )
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Hello,
@@ -386,17 +357,18 @@ enum State {
 
 struct Conn {
     stream: TcpStream,
-    generation: u32,
     /// The connection's name at the RPC handler, told when the connection is freed.
     peer: PeerId,
     state: State,
     /// Received bytes `input[in_start..in_end]` not yet decoded; the vector's length is what a
-    /// receive may fill.
+    /// receive may fill. While a receive is in flight the ring holds the vector.
     input: Vec<u8>,
     in_start: usize,
     in_end: usize,
-    /// The bytes of the send in flight (`sending[sent..]` remain) and those queued behind it.
+    /// The bytes being sent (`sending[sent..]` remain; the ring holds them while a send is in
+    /// flight, `sending_len` is their length meanwhile) and those queued behind them.
     sending: Vec<u8>,
+    sending_len: usize,
     sent: usize,
     queued: Vec<u8>,
     recv_in_flight: bool,
@@ -415,7 +387,7 @@ struct Conn {
 
 impl Conn {
     fn output_pending(&self) -> usize {
-        self.sending.len() - self.sent + self.queued.len()
+        self.sending_len - self.sent + self.queued.len()
     }
 }
 
@@ -437,8 +409,7 @@ struct Ctx {
 }
 
 struct RpcDone {
-    slot: usize,
-    generation: u32,
+    slot: SlotId,
     wr: u64,
     result: Result<Vec<u8>, VerbError>,
 }
@@ -453,15 +424,12 @@ enum Step {
 }
 
 struct Loop {
-    ring: IoUring,
+    // Dropped first: the ring cancels and reaps what is in flight while the sockets are open.
+    ring: Ring,
     listener: Option<TcpListener>,
-    accept_in_flight: bool,
-    accept_retry_at: Option<Instant>,
-    wake_buf: Box<[u8; 8]>,
+    acceptor: Acceptor,
     wake_in_flight: bool,
-    conns: Vec<Option<Conn>>,
-    free: Vec<usize>,
-    next_gen: u32,
+    conns: Slots<Conn>,
     /// Connections handshaking or ready.
     open: usize,
     ctx: Ctx,
@@ -477,7 +445,7 @@ impl Loop {
     fn run(&mut self) -> io::Result<()> {
         self.arm_accept()?;
         self.arm_wake()?;
-        let mut completions: Vec<(u64, i32)> = Vec::with_capacity(256);
+        let mut events = Vec::with_capacity(256);
         loop {
             if self.stop.load(Ordering::Acquire) && !self.stopping {
                 self.begin_stop()?;
@@ -485,25 +453,10 @@ impl Loop {
             if self.stopping && self.quiet() {
                 return Ok(());
             }
-            let wait = types::Timespec::from(TCP_TICK);
-            let args = types::SubmitArgs::new().timespec(&wait);
-            match self.ring.submitter().submit_with_args(1, &args) {
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
-                    ) => {}
-                Err(e) => return Err(e),
-            }
-            completions.clear();
-            completions.extend(
-                self.ring
-                    .completion()
-                    .map(|cqe| (cqe.user_data(), cqe.result())),
-            );
-            for &(data, result) in &completions {
-                self.complete(data, result)?;
+            self.ring.submit_and_wait(TCP_TICK)?;
+            self.ring.reap(&mut events);
+            for event in events.drain(..) {
+                self.complete(event)?;
             }
             let now = Instant::now();
             if now >= self.next_tick {
@@ -515,167 +468,87 @@ impl Loop {
 
     /// Whether nothing is left in flight after a stop.
     fn quiet(&self) -> bool {
-        !self.accept_in_flight && !self.wake_in_flight && self.conns.iter().all(Option::is_none)
+        !self.acceptor.is_armed() && !self.wake_in_flight && self.conns.is_empty()
     }
 
-    /// Pushes one entry, submitting first if the queue is full.
-    ///
-    /// # Safety
-    ///
-    /// Every buffer the entry names must stay valid, and must not be read or written by this
-    /// process, until the entry's completion has been reaped.
-    unsafe fn push(&mut self, entry: &squeue::Entry) -> io::Result<()> {
-        loop {
-            // SAFETY: the caller guarantees the entry's buffers outlive its completion.
-            let pushed = unsafe { self.ring.submission().push(entry) };
-            if pushed.is_ok() {
-                return Ok(());
-            }
-            self.ring.submit()?;
-        }
-    }
-
+    /// Keeps an accept posted (unless stopping, or backing off after running out of
+    /// descriptors).
     fn arm_accept(&mut self) -> io::Result<()> {
-        if self.accept_in_flight || self.stopping {
+        if self.stopping {
             return Ok(());
         }
         let Some(listener) = &self.listener else {
             return Ok(());
         };
-        let entry = opcode::Accept::new(
-            types::Fd(listener.as_raw_fd()),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-        )
-        .flags(libc::SOCK_CLOEXEC)
-        .build()
-        .user_data(op::ACCEPT);
-        // SAFETY: the accept names no buffer (null address and length pointers), and the
-        // listener stays open until the accept has completed (it is dropped only after).
-        unsafe { self.push(&entry) }?;
-        self.accept_in_flight = true;
-        Ok(())
+        // The listener stays open until the accept has completed (it is dropped only after).
+        self.acceptor.arm(&mut self.ring, listener)
     }
 
     fn arm_wake(&mut self) -> io::Result<()> {
         if self.wake_in_flight || self.stopping {
             return Ok(());
         }
-        let entry = opcode::Read::new(
-            types::Fd(self.ctx.wake.raw()),
-            self.wake_buf.as_mut_ptr(),
-            8,
-        )
-        .build()
-        .user_data(op::WAKE);
-        // SAFETY: `wake_buf` is a heap box owned by the loop, used by nothing but this read;
-        // the loop only returns after the read completed (it is cancelled on stop), and leaks
-        // the box if the ring fails.
-        unsafe { self.push(&entry) }?;
+        self.ring.read_eventfd(&self.ctx.wake, WAKE_SLOT)?;
         self.wake_in_flight = true;
         Ok(())
     }
 
-    fn cancel(&mut self, target: u64) -> io::Result<()> {
-        let entry = opcode::AsyncCancel::new(target)
-            .build()
-            .user_data(op::CANCEL);
-        // SAFETY: a cancel names no buffer, only the user data of the operation to cancel.
-        unsafe { self.push(&entry) }
-    }
-
     fn begin_stop(&mut self) -> io::Result<()> {
         self.stopping = true;
-        if self.accept_in_flight {
-            self.cancel(op::ACCEPT)?;
-        }
+        self.acceptor.cancel(&mut self.ring)?;
         if self.wake_in_flight {
-            self.cancel(op::WAKE)?;
+            self.ring.cancel(Op::Wake, WAKE_SLOT)?;
         }
-        for slot in 0..self.conns.len() {
-            if self.conns[slot].is_some() {
+        for index in self.conns.indexes() {
+            if let Some(slot) = self.conns.id_at(index) {
                 self.close_now(slot)?;
             }
         }
         Ok(())
     }
 
-    fn complete(&mut self, data: u64, result: i32) -> io::Result<()> {
-        let (slot, generation, kind) = split_user_data(data);
-        match kind {
-            op::ACCEPT => self.accepted(result),
-            op::WAKE => {
+    fn complete(&mut self, event: Event) -> io::Result<()> {
+        match event {
+            Event::Accept { result, .. } => self.accepted(result),
+            Event::Wake { .. } => {
                 self.wake_in_flight = false;
                 self.drain_replies()?;
                 self.arm_wake()
             }
-            op::RECV | op::SEND => {
-                let live = self
-                    .conns
-                    .get(slot)
-                    .and_then(Option::as_ref)
-                    .is_some_and(|c| c.generation == generation);
-                if !live {
-                    // Operations of freed connections have all completed before the free, so
-                    // this cannot happen; ignore rather than act on a stranger.
-                    return Ok(());
-                }
-                if kind == op::RECV {
-                    self.received(slot, result)
-                } else {
-                    self.sent(slot, result)
-                }
-            }
-            _ => Ok(()),
+            Event::Recv { slot, result, buf } => self.received(slot, result, buf),
+            Event::Send { slot, result, buf } => self.sent(slot, result, buf),
+            Event::Poll { .. } => Ok(()),
         }
     }
 
-    fn accepted(&mut self, result: i32) -> io::Result<()> {
-        self.accept_in_flight = false;
-        if result < 0 {
-            match -result {
-                libc::ECANCELED => {}
-                // Out of descriptors or memory: accepting again at once would spin.
-                libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
-                    self.accept_retry_at = Some(Instant::now() + TCP_TICK);
-                }
-                _ => self.arm_accept()?,
-            }
-            return Ok(());
-        }
-        // SAFETY: a successful accept returns a new descriptor that nothing else owns.
-        let stream = TcpStream::from(unsafe { OwnedFd::from_raw_fd(result) });
+    fn accepted(&mut self, result: Result<TcpStream, i32>) -> io::Result<()> {
+        let stream = self.acceptor.complete(result, Instant::now());
         self.arm_accept()?;
+        let Some(stream) = stream else {
+            return Ok(());
+        };
         if self.stopping {
             return Ok(());
         }
         let refuse = self.open >= self.config.connections_max;
-        let in_use = self.conns.len() - self.free.len();
-        let closing = in_use - self.open;
-        let slot = if refuse && closing >= TCP_CLOSING_MAX {
-            None
-        } else {
-            self.free.pop()
-        };
-        let Some(slot) = slot else {
+        let closing = self.conns.len() - self.open;
+        if (refuse && closing >= TCP_CLOSING_MAX) || self.conns.is_full() {
             // No slot to flush a CLOSE frame from: close without a word.
             Stats::bump(&self.stats.refused);
             return Ok(());
-        };
+        }
         // The server answers with small frames and wants them out at once.
         let _ = stream.set_nodelay(true);
         let now = Instant::now();
-        let generation = self.next_gen;
-        self.next_gen = self.next_gen.wrapping_add(1).max(1);
         let mut conn = Conn {
             stream,
-            generation,
             peer: PeerId::fresh(),
             state: State::Hello,
             input: vec![0; TCP_RECV_CHUNK_BYTES],
             in_start: 0,
             in_end: 0,
             sending: Vec::new(),
+            sending_len: 0,
             sent: 0,
             queued: Vec::new(),
             recv_in_flight: false,
@@ -701,20 +574,28 @@ impl Loop {
             );
             conn.state = State::Draining;
             conn.drain_deadline = now + TCP_DRAIN_TIMEOUT;
-        } else {
+        }
+        let Ok(slot) = self.conns.insert(conn) else {
+            // Cannot happen: the table was not full above.
+            Stats::bump(&self.stats.refused);
+            return Ok(());
+        };
+        if !refuse {
             self.open += 1;
             Stats::bump(&self.stats.accepted);
             self.stats.open.store(self.open as u64, Ordering::Relaxed);
         }
-        self.conns[slot] = Some(conn);
         self.arm(slot)
     }
 
-    fn received(&mut self, slot: usize, result: i32) -> io::Result<()> {
-        let Some(conn) = self.conns[slot].as_mut() else {
+    fn received(&mut self, slot: SlotId, result: i32, buf: Vec<u8>) -> io::Result<()> {
+        let Some(conn) = self.conns.get_mut(slot) else {
+            // Operations of freed connections have all completed before the free, so this
+            // cannot happen; ignore rather than act on a stranger (its buffer is dropped).
             return Ok(());
         };
         conn.recv_in_flight = false;
+        conn.input = buf;
         match conn.state {
             State::Closing => return self.free_if_done(slot),
             State::Draining => {
@@ -741,11 +622,13 @@ impl Loop {
         }
     }
 
-    fn sent(&mut self, slot: usize, result: i32) -> io::Result<()> {
-        let Some(conn) = self.conns[slot].as_mut() else {
+    fn sent(&mut self, slot: SlotId, result: i32, buf: Vec<u8>) -> io::Result<()> {
+        let Some(conn) = self.conns.get_mut(slot) else {
+            // As for receives: cannot happen, and a stranger's completion is ignored.
             return Ok(());
         };
         conn.send_in_flight = false;
+        conn.sending = buf;
         if conn.state == State::Closing {
             return self.free_if_done(slot);
         }
@@ -768,8 +651,8 @@ impl Loop {
 
     /// Decodes and executes the connection's complete frames, in order, until input runs out
     /// or the connection must pause; leaves room in `input` for the next receive.
-    fn process(&mut self, slot: usize) {
-        let Some(conn) = self.conns[slot].as_mut() else {
+    fn process(&mut self, slot: SlotId) {
+        let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
         if conn.recv_in_flight || !matches!(conn.state, State::Hello | State::Ready) {
@@ -813,7 +696,6 @@ impl Loop {
                 &mut conn.queued,
                 body,
                 slot,
-                conn.generation,
                 conn.peer,
             );
             match step {
@@ -857,8 +739,8 @@ impl Loop {
 
     /// Posts what the connection needs next: a send of pending output, a receive when it is
     /// reading, the end of a drain.
-    fn arm(&mut self, slot: usize) -> io::Result<()> {
-        let Some(conn) = self.conns[slot].as_mut() else {
+    fn arm(&mut self, slot: SlotId) -> io::Result<()> {
+        let Some(conn) = self.conns.get_mut(slot) else {
             return Ok(());
         };
         if conn.state == State::Closing {
@@ -869,29 +751,18 @@ impl Loop {
                 conn.sending.clear();
                 conn.sent = 0;
                 std::mem::swap(&mut conn.sending, &mut conn.queued);
+                conn.sending_len = conn.sending.len();
                 if conn.queued.capacity() > TCP_OUTPUT_PENDING_BYTES_MAX {
                     conn.queued = Vec::new();
                 }
             }
             if conn.sent < conn.sending.len() {
-                let rest = &conn.sending[conn.sent..];
-                let len = rest.len().min(u32::MAX as usize) as u32;
-                let entry =
-                    opcode::Send::new(types::Fd(conn.stream.as_raw_fd()), rest.as_ptr(), len)
-                        .flags(libc::MSG_NOSIGNAL)
-                        .build()
-                        .user_data(user_data(slot, conn.generation, op::SEND));
                 conn.send_in_flight = true;
                 conn.send_progress_at = Instant::now();
-                // SAFETY: the send reads `sending[sent..]`, a heap buffer of the connection
-                // that is only cleared, swapped or freed when `send_in_flight` is false, which
-                // stays true until this send's completion is reaped.
-                unsafe { self.push(&entry) }?;
+                let sending = std::mem::take(&mut conn.sending);
+                self.ring.send(&conn.stream, sending, conn.sent, slot)?;
             }
         }
-        let Some(conn) = self.conns[slot].as_mut() else {
-            return Ok(());
-        };
         if conn.state == State::Draining
             && !conn.send_in_flight
             && conn.output_pending() == 0
@@ -912,25 +783,17 @@ impl Loop {
                 let len = conn.input.len() + TCP_RECV_CHUNK_BYTES;
                 conn.input.resize(len, 0);
             }
-            let spare = &mut conn.input[conn.in_end..];
-            let len = spare.len().min(u32::MAX as usize) as u32;
-            let entry =
-                opcode::Recv::new(types::Fd(conn.stream.as_raw_fd()), spare.as_mut_ptr(), len)
-                    .build()
-                    .user_data(user_data(slot, conn.generation, op::RECV));
             conn.recv_in_flight = true;
             conn.recv_progress_at = Instant::now();
-            // SAFETY: the receive writes `input[in_end..]`, a heap buffer of the connection that
-            // is only read, resized or freed when `recv_in_flight` is false, which stays true
-            // until this receive's completion is reaped.
-            unsafe { self.push(&entry) }?;
+            let input = std::mem::take(&mut conn.input);
+            self.ring.recv(&conn.stream, input, conn.in_end, slot)?;
         }
         Ok(())
     }
 
     /// Drops a connection politely: queue a CLOSE frame, flush it, then close.
-    fn fail(&mut self, slot: usize, code: CloseCode, message: &str) {
-        let Some(conn) = self.conns[slot].as_mut() else {
+    fn fail(&mut self, slot: SlotId, code: CloseCode, message: &str) {
+        let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
         if !matches!(conn.state, State::Hello | State::Ready) {
@@ -950,8 +813,8 @@ impl Loop {
 
     /// Closes a connection at once: shut the socket, cancel its operations, free it when they
     /// have completed.
-    fn close_now(&mut self, slot: usize) -> io::Result<()> {
-        let Some(conn) = self.conns[slot].as_mut() else {
+    fn close_now(&mut self, slot: SlotId) -> io::Result<()> {
+        let Some(conn) = self.conns.get_mut(slot) else {
             return Ok(());
         };
         if conn.state != State::Closing {
@@ -962,29 +825,27 @@ impl Loop {
                 self.open -= 1;
                 self.stats.open.store(self.open as u64, Ordering::Relaxed);
             }
-            let generation = conn.generation;
             let (recv, send) = (conn.recv_in_flight, conn.send_in_flight);
             if recv {
-                self.cancel(user_data(slot, generation, op::RECV))?;
+                self.ring.cancel(Op::Recv, slot)?;
             }
             if send {
-                self.cancel(user_data(slot, generation, op::SEND))?;
+                self.ring.cancel(Op::Send, slot)?;
             }
         }
         self.free_if_done(slot)
     }
 
-    fn free_if_done(&mut self, slot: usize) -> io::Result<()> {
-        let done = self.conns[slot]
-            .as_ref()
+    fn free_if_done(&mut self, slot: SlotId) -> io::Result<()> {
+        let done = self
+            .conns
+            .get(slot)
             .is_some_and(|c| c.state == State::Closing && !c.recv_in_flight && !c.send_in_flight);
         if done {
-            // Dropping the connection closes its socket; no operation names its buffers now.
-            if let (Some(conn), Some(pool)) = (&self.conns[slot], &self.ctx.pool) {
+            // Dropping the connection closes its socket; no operation names it now.
+            if let (Some(conn), Some(pool)) = (self.conns.remove(slot), &self.ctx.pool) {
                 pool.disconnected(conn.peer);
             }
-            self.conns[slot] = None;
-            self.free.push(slot);
         }
         Ok(())
     }
@@ -993,10 +854,10 @@ impl Loop {
         while let Ok(done) = self.replies.try_recv() {
             self.ctx.rpcs_total = self.ctx.rpcs_total.saturating_sub(1);
             let slot = done.slot;
-            let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            let Some(conn) = self.conns.get_mut(slot) else {
                 continue;
             };
-            if conn.generation != done.generation || conn.state != State::Ready {
+            if conn.state != State::Ready {
                 continue;
             }
             conn.rpcs_in_flight = conn.rpcs_in_flight.saturating_sub(1);
@@ -1018,14 +879,14 @@ impl Loop {
         Ok(())
     }
 
-    /// Enforces the timeouts and retries a postponed accept.
+    /// Enforces the timeouts and retries an accept postponed by a back-off.
     fn tick(&mut self, now: Instant) -> io::Result<()> {
-        if self.accept_retry_at.is_some_and(|at| now >= at) {
-            self.accept_retry_at = None;
-            self.arm_accept()?;
-        }
-        for slot in 0..self.conns.len() {
-            let Some(conn) = self.conns[slot].as_ref() else {
+        self.arm_accept()?;
+        for index in self.conns.indexes() {
+            let Some(slot) = self.conns.id_at(index) else {
+                continue;
+            };
+            let Some(conn) = self.conns.get(slot) else {
                 continue;
             };
             let stalled_reading = conn.recv_in_flight
@@ -1055,14 +916,6 @@ impl Loop {
         }
         Ok(())
     }
-
-    /// After a ring failure: forget every buffer an operation may still name.
-    fn leak_buffers(&mut self) {
-        for conn in self.conns.iter_mut().filter_map(Option::take) {
-            std::mem::forget(conn);
-        }
-        std::mem::forget(std::mem::replace(&mut self.wake_buf, Box::new([0; 8])));
-    }
 }
 
 /// Handles one complete frame of a connection in `Hello` or `Ready`.
@@ -1077,8 +930,7 @@ fn handle_frame(
     rpcs_in_flight: &mut usize,
     out: &mut Vec<u8>,
     body: &[u8],
-    slot: usize,
-    generation: u32,
+    slot: SlotId,
     peer: PeerId,
 ) -> Step {
     let request = match frame::decode_request(body) {
@@ -1175,12 +1027,7 @@ fn handle_frame(
             let reply = Box::new(move |result: Result<Vec<u8>, VerbError>| {
                 // The channel holds `reply_capacity` replies and at most that many RPCs are
                 // outstanding, so this only fails once the loop is gone.
-                let _ = tx.try_send(RpcDone {
-                    slot,
-                    generation,
-                    wr,
-                    result,
-                });
+                let _ = tx.try_send(RpcDone { slot, wr, result });
                 wake.signal();
             });
             match pool.try_submit(peer, request.to_vec(), reply) {
@@ -1193,26 +1040,4 @@ fn handle_frame(
         }
     }
     Step::Next
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn user_data_round_trips() {
-        for (slot, generation, kind) in [
-            (0, 1, op::RECV),
-            (
-                TCP_CONNECTIONS_MAX + TCP_CLOSING_MAX - 1,
-                u32::MAX,
-                op::SEND,
-            ),
-        ] {
-            assert_eq!(
-                split_user_data(user_data(slot, generation, kind)),
-                (slot, generation, kind)
-            );
-        }
-    }
 }

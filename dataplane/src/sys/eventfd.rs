@@ -1,4 +1,8 @@
-//! Small wrappers over system facilities the dataplane's event loops share.
+//! [`EventFd`]: how other threads wake an event loop that sleeps in its io_uring.
+//!
+//! The loop keeps one read of the eventfd in its ring ([`super::Ring::read_eventfd`]); a signal
+//! completes that read, which ends the loop's wait, and the loop posts a new read. The counter's
+//! value means nothing: a signal only says "look at your inbox".
 
 use std::fs::File;
 use std::io::{self, Write};

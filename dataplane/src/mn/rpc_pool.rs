@@ -5,7 +5,9 @@
 //! that a slow request (a merge of a whole log chain) never blocks the KN worker that posted it,
 //! nor the tcp server's network loop. The reply comes back through a callback that the poster
 //! supplies ([`RpcReply`]): the local fabric pushes it into the queue pair's completion inbox, the
-//! tcp server into its loop's reply channel.
+//! tcp server into its loop's reply channel. The pool is part of the memory node's serving side
+//! even where it runs in a KN's process: the local fabric's in-process memory node, and the rdma
+//! fabric's local RPC threads.
 //!
 //! Invariants: the job queue holds at most the capacity given at start (a full queue refuses the
 //! request, it never blocks the poster); every accepted job gets exactly one call of its reply
@@ -20,7 +22,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use super::{PeerId, RPC_BYTES_MAX, RpcHandler, VerbError};
+use crate::fabric::{PeerId, QP_IN_FLIGHT_MAX, RPC_BYTES_MAX, RpcHandler, VerbError};
 
 /// RPC threads a pool starts unless told otherwise: the MN of this project has few cores, and the
 /// original design serves every RPC on one manager thread, which serializes merges.
@@ -31,7 +33,7 @@ pub const RPC_THREADS_MAX: usize = 16;
 pub const RPC_QUEUE_DEFAULT: usize = 256;
 
 const _: () = assert!(RPC_THREADS_DEFAULT >= 1 && RPC_THREADS_DEFAULT <= RPC_THREADS_MAX);
-const _: () = assert!(RPC_QUEUE_DEFAULT >= super::QP_IN_FLIGHT_MAX);
+const _: () = assert!(RPC_QUEUE_DEFAULT >= QP_IN_FLIGHT_MAX);
 
 /// What answers RPCs on the MN side: an [`RpcHandler`] (wrapped in [`HandlerService`]), or
 /// something that forwards the request to the MN process and can fail on the way (the tcp

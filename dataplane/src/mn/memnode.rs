@@ -668,7 +668,7 @@ impl MemoryNode {
                 self.write(|| Ok(Response::Removed(self.index.remove_indirect(key)?)))
             }
             Request::PutClusterMap { expected, payload } => {
-                self.write(|| self.put_cluster_map(*expected, payload))
+                self.write(|| self.put_cluster_map(peer, *expected, payload))
             }
         };
         if matches!(response, Response::Error { .. }) {
@@ -891,7 +891,12 @@ impl MemoryNode {
     /// `PutClusterMap` (see [`Request::PutClusterMap`]): decode and validate, compare the epoch,
     /// refuse to take anything from a live incarnation, fence the incarnations the map drops and
     /// merge their chains through their persisted tails, then store the map (FORMAT.md §10).
-    fn put_cluster_map(&self, expected: Epoch, payload: &[u8]) -> Result<Response, Refusal> {
+    fn put_cluster_map(
+        &self,
+        peer: PeerId,
+        expected: Epoch,
+        payload: &[u8],
+    ) -> Result<Response, Refusal> {
         let mut state = lock(&self.map);
         let max = cluster_area::payload_max(&self.pool);
         if payload.len() as u64 > max {
@@ -942,7 +947,8 @@ impl MemoryNode {
         let dropped = match &state.map {
             Some(stored) => {
                 let mut sessions = lock(&self.sessions);
-                check_no_live_loss(stored, &map, &sessions)?;
+                let writer = sessions.incarnation(peer);
+                check_no_live_loss(stored, &map, &sessions, writer)?;
                 let dropped: Vec<&NodeInfo> = stored
                     .nodes()
                     .iter()
@@ -976,15 +982,17 @@ impl MemoryNode {
     }
 }
 
-/// Without a controller, a map may change nothing of a live incarnation: each node of `stored`
-/// that some connection is bound to must be in `new` unchanged, with the same slots.
+/// Without a controller, a map may change nothing of a live incarnation but the writer's own:
+/// each other node of `stored` that some connection is bound to must be in `new` unchanged,
+/// with the same slots.
 fn check_no_live_loss(
     stored: &ClusterMap,
     new: &ClusterMap,
     sessions: &Sessions,
+    writer: Incarnation,
 ) -> Result<(), Refusal> {
     for node in stored.nodes() {
-        if !sessions.is_live(node.incarnation) {
+        if !sessions.is_live(node.incarnation) || node.incarnation == writer {
             continue;
         }
         let kept = new.node(node.kn) == Some(node)

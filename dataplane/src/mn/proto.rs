@@ -56,8 +56,9 @@ pub enum Request {
     /// Store a cluster map: a compare-and-swap on the stored map's epoch. The MN decodes and
     /// validates `payload`, whose epoch must follow `expected`, which must be the stored epoch
     /// (`Epoch::ZERO`: none stored). Without a controller, a map may not take slots or chains
-    /// from a live incarnation; the incarnations it drops are fenced and their chains merged
-    /// through their persisted tails before the map is stored.
+    /// from a live incarnation other than the writer's own; the incarnations it drops are
+    /// fenced and their chains merged through their persisted tails before the map is
+    /// stored.
     PutClusterMap { expected: Epoch, payload: Vec<u8> },
     /// Counters for INFO.
     Stats,

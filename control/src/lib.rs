@@ -6,12 +6,14 @@
 //! - [`slots`]: the key-to-slot function, CRC16 with hash tags as in Redis Cluster.
 //! - [`map`]: the cluster map, its invariants, routing and reassignment.
 //! - [`codec`]: the versioned binary encoding in which the map is stored in the memory pool.
+//! - [`plan`]: which slots move so that a set of owners holds every slot evenly, fewest first.
 
 #![forbid(unsafe_code)]
 
 pub mod codec;
 pub mod constants;
 pub mod map;
+pub mod plan;
 pub mod slots;
 pub mod types;
 
@@ -23,5 +25,6 @@ pub use map::{
     ClusterMap, CoreInfo, HotKey, MapError, NodeInfo, Owner, SlotMove, SlotRange, moved_slots,
     owner_of, reassign, reconfigure, slots_of, split_evenly,
 };
+pub use plan::balance;
 pub use slots::{crc16, slot_of};
 pub use types::{ChainId, CoreId, Epoch, Incarnation, KnId, SLOT_COUNT, Slot};

@@ -40,11 +40,10 @@ pub fn balance(map: &ClusterMap, owners: &[Owner]) -> Result<Vec<SlotRange>, Map
     let mut held: Vec<Vec<usize>> = vec![Vec::new(); n];
     for range in map.slots() {
         let member = owners.binary_search(&range.owner).ok();
-        for slot in usize::from(range.start)..=usize::from(range.end) {
-            by_slot[slot] = member;
-            if let Some(m) = member {
-                held[m].push(slot);
-            }
+        let span = usize::from(range.start)..=usize::from(range.end);
+        by_slot[span.clone()].fill(member);
+        if let Some(m) = member {
+            held[m].extend(span);
         }
     }
     // Targets: the owners holding most get the larger shares.
@@ -67,8 +66,8 @@ pub fn balance(map: &ClusterMap, owners: &[Owner]) -> Result<Vec<SlotRange>, Map
         .collect();
     let mut next = 0;
     let mut changes: Vec<SlotRange> = Vec::new();
-    for slot in 0..total {
-        if by_slot[slot].is_some() {
+    for (slot, member) in by_slot.iter().enumerate() {
+        if member.is_some() {
             continue;
         }
         while next < n && need[next] == 0 {

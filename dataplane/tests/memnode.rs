@@ -631,6 +631,7 @@ fn put_map(qp: &mut dyn QueuePair, expected: u32, map: &ClusterMap) -> Result<Re
     match rpc(
         qp,
         &Request::PutClusterMap {
+            lease: 0,
             expected: Epoch(expected),
             payload: dinomo_control::encode(map),
         },
@@ -663,6 +664,7 @@ fn cluster_map_is_a_compare_and_swap_of_validated_maps() {
     for payload in [b"not a map".to_vec(), Vec::new()] {
         assert_eq!(
             s.refused(Request::PutClusterMap {
+                lease: 0,
                 expected: Epoch(1),
                 payload
             }),
@@ -681,6 +683,7 @@ fn cluster_map_is_a_compare_and_swap_of_validated_maps() {
     let area = layout.cluster_map_len;
     assert_eq!(
         s.refused(Request::PutClusterMap {
+            lease: 0,
             expected: Epoch(1),
             payload: vec![1; area as usize]
         }),
@@ -1174,4 +1177,88 @@ fn waits_take_reaped_completions_and_honour_deadlines() {
         rpc(&mut *qp, &Request::Stats),
         Err(ClientError::Verb(_))
     ));
+}
+
+#[test]
+fn the_controller_lease_has_one_holder_at_a_time_and_rising_generations() {
+    let s = setup(0);
+    let mut qp = s.qp();
+    let mut client = MnClient::new(&mut *qp);
+    assert!(!client.lease().unwrap().is_held());
+    let first = client.acquire_lease("10.0.0.1:7100", 200).unwrap();
+    assert_eq!(
+        (first.generation, first.holder.as_str()),
+        (1, "10.0.0.1:7100")
+    );
+    assert!(first.is_held());
+    // A second controller waits: the lease is held.
+    let refused = client.acquire_lease("10.0.0.2:7100", 200).unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::Conflict), "{refused}");
+    assert!(refused.to_string().contains("10.0.0.1:7100"), "{refused}");
+    // The holder renews; another generation may not.
+    assert!(client.renew_lease(1, 200).unwrap().is_held());
+    assert_eq!(
+        client.renew_lease(7, 200).unwrap_err().code(),
+        Some(ErrorCode::Stale)
+    );
+    // Once it lapses, the standby takes it with a higher generation, and the old holder's
+    // renewals and map stores are refused.
+    std::thread::sleep(Duration::from_millis(250));
+    assert!(!client.lease().unwrap().is_held());
+    let second = client.acquire_lease("10.0.0.2:7100", 10_000).unwrap();
+    assert_eq!(second.generation, 2);
+    assert_eq!(
+        client.renew_lease(1, 200).unwrap_err().code(),
+        Some(ErrorCode::Stale)
+    );
+    assert_eq!(s.node.pool().controller_generation(), 2, "persisted");
+    let layout = s.layout();
+    let map = map_of_every_chain(&layout, 1, INCARNATION, Epoch(1));
+    for lease in [1, 0] {
+        let e = client
+            .put_cluster_map(Epoch::ZERO, lease, dinomo_control::encode(&map))
+            .unwrap_err();
+        assert!(
+            matches!(e.code(), Some(ErrorCode::Stale | ErrorCode::Conflict)),
+            "lease {lease}: {e}"
+        );
+    }
+    client
+        .put_cluster_map(Epoch::ZERO, 2, dinomo_control::encode(&map))
+        .unwrap();
+}
+
+#[test]
+fn a_controller_may_take_the_slots_of_a_live_incarnation_which_is_then_fenced() {
+    let s = setup(0);
+    let layout = s.layout();
+    let mut w = Writer::attach(&s, 0);
+    w.put(b"fenced-key", b"acknowledged");
+    w.commit();
+    assert!(s.node.is_live(INCARNATION));
+    let mut qp = s.fabric.connect().unwrap();
+    let mut client = MnClient::new(&mut *qp);
+    let lease = client.acquire_lease("controller", 10_000).unwrap();
+    let stored = client.cluster_map().unwrap().unwrap().0;
+    let other = Incarnation(0xc0ffee);
+    let next = map_of_every_chain(&layout, 2, other, stored.next().unwrap());
+    client
+        .put_cluster_map(stored, lease.generation, dinomo_control::encode(&next))
+        .unwrap();
+    // The live writer was fenced: its connection takes nothing more, and its acknowledged
+    // write was merged before the map changed.
+    assert!(!s.node.is_live(INCARNATION));
+    assert_eq!(
+        s.value(b"fenced-key").as_deref(),
+        Some(&b"acknowledged"[..])
+    );
+    let refused = w.qp.post(
+        WrId(999),
+        Verb::Write {
+            remote: dinomo_pmem::PoolOffset(layout.blocks_off),
+            data: vec![1; 8],
+            persist: false,
+        },
+    );
+    assert!(refused.is_err(), "a fenced connection posts nothing");
 }

@@ -22,6 +22,11 @@ const ROOT_INDEX_TABLE: u64 = 0;
 const ROOT_INDEX_NEXT: u64 = 8;
 const ROOT_BOOT_COUNT: u64 = 64;
 const ROOT_CLEAN_SHUTDOWN: u64 = 72;
+const ROOT_CONTROLLER_GENERATION: u64 = 80;
+/// Offset in a log table line of the lease word pair of the KN that writes the chain (§4):
+/// the incarnation, then the renewal counter.
+pub const CHAIN_LEASE_INCARNATION: u64 = 24;
+pub const CHAIN_LEASE_COUNTER: u64 = 32;
 
 /// Block header field offsets (FORMAT.md §6).
 pub const HEADER_TAIL: u64 = 0;
@@ -289,6 +294,27 @@ impl Pool {
     /// Records a graceful stop.
     pub fn mark_clean_shutdown(&self) {
         self.store_persist(self.layout.root_off + ROOT_CLEAN_SHUTDOWN, 1);
+    }
+    /// The generation of the last controller lease granted on this pool (0: never).
+    pub fn controller_generation(&self) -> u64 {
+        self.backend
+            .load(self.layout.root_off + ROOT_CONTROLLER_GENERATION)
+    }
+    /// Records (persisted) that a controller lease of `generation` was granted.
+    pub fn set_controller_generation(&self, generation: u64) {
+        self.store_persist(
+            self.layout.root_off + ROOT_CONTROLLER_GENERATION,
+            generation,
+        );
+    }
+    /// The lease words of chain `c`'s writer: its incarnation and renewal counter (§4).
+    pub fn chain_lease(&self, c: ChainId) -> Result<(u64, u64)> {
+        self.check_chain(c)?;
+        let line = self.layout.chain_off(c).0;
+        Ok((
+            self.backend.load(line + CHAIN_LEASE_INCARNATION),
+            self.backend.load(line + CHAIN_LEASE_COUNTER),
+        ))
     }
 
     // Log table.

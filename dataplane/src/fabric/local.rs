@@ -197,6 +197,8 @@ impl LocalFabric {
         let (rpc_tx, rpc_rx) = crossbeam_channel::bounded(QP_IN_FLIGHT_MAX);
         LocalQp {
             peer: PeerId::fresh(),
+            fence_seen: 0,
+            fenced: false,
             shared: Arc::clone(&self.shared),
             timed: VecDeque::with_capacity(QP_IN_FLIGHT_MAX),
             rpc_tx,
@@ -254,6 +256,9 @@ struct RpcDone {
 pub struct LocalQp {
     /// This queue pair's name at the memory node.
     peer: PeerId,
+    /// The fence generation last checked, and whether this queue pair was fenced.
+    fence_seen: u64,
+    fenced: bool,
     shared: Arc<Shared>,
     /// Completions of one-sided verbs, in posting order; due times never decrease along it.
     timed: VecDeque<Timed>,
@@ -286,6 +291,26 @@ impl fmt::Debug for LocalQp {
 }
 
 impl LocalQp {
+    /// Refuses every post once the memory node has fenced this queue pair's incarnation: like a
+    /// closed connection, nothing of it reaches the pool any more.
+    fn check_fenced(&mut self) -> Result<(), PostError> {
+        if !self.fenced
+            && let Some(service) = &self.shared.rpc
+        {
+            let generation = service.fence_generation();
+            if generation != self.fence_seen {
+                self.fence_seen = generation;
+                self.fenced = service.is_fenced(self.peer);
+            }
+        }
+        if self.fenced {
+            return Err(PostError::Disconnected(
+                "the memory node fenced this connection".into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn post_rpc(&mut self, wr: WrId, request: Vec<u8>, due: Instant) {
         let refused = |error: VerbError| Timed {
             due,
@@ -352,6 +377,7 @@ impl QueuePair for LocalQp {
         if batch.is_empty() {
             return Ok(());
         }
+        self.check_fenced()?;
         self.counters.doorbells += 1;
         let now = Instant::now();
         for (wr, verb) in batch {

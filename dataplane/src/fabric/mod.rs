@@ -281,6 +281,16 @@ pub trait RpcHandler: Send + Sync + 'static {
     /// Connection `peer` is gone; it sends nothing more (a request of it still queued may yet
     /// arrive, and must find the peer gone).
     fn disconnected(&self, _peer: PeerId) {}
+    /// A counter that moves whenever some connection is fenced: a server that sees it move asks
+    /// [`RpcHandler::is_fenced`] about each of its connections and closes the fenced ones, so
+    /// that a fenced incarnation's verbs stop reaching the pool.
+    fn fence_generation(&self) -> u64 {
+        0
+    }
+    /// Whether connection `peer` was fenced.
+    fn is_fenced(&self, _peer: PeerId) -> bool {
+        false
+    }
 }
 
 /// Blocks (polling) until the completion of `wr` arrives; other completions reaped meanwhile are

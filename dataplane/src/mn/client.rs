@@ -72,6 +72,23 @@ pub struct Attached {
     pub next_seq: u64,
 }
 
+/// The controller lease as the memory node answers about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// 0: never granted.
+    pub generation: u64,
+    pub holder: String,
+    /// Zero once expired.
+    pub ttl_left: Duration,
+}
+
+impl Lease {
+    /// Whether a controller holds the lease now.
+    pub fn is_held(&self) -> bool {
+        self.generation != 0 && !self.ttl_left.is_zero()
+    }
+}
+
 /// The answer to `Hello`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MnHello {
@@ -169,14 +186,19 @@ impl<'q> MnClient<'q> {
         }
     }
 
-    /// Stores a cluster map if the stored one still has epoch `expected` (see
-    /// [`Request::PutClusterMap`]).
+    /// Stores a cluster map if the stored one still has epoch `expected`, as the holder of
+    /// controller lease `lease` (0: no controller; see [`Request::PutClusterMap`]).
     pub fn put_cluster_map(
         &mut self,
         expected: Epoch,
+        lease: u64,
         payload: Vec<u8>,
     ) -> Result<(), ClientError> {
-        match self.call(&Request::PutClusterMap { expected, payload })? {
+        match self.call(&Request::PutClusterMap {
+            expected,
+            lease,
+            payload,
+        })? {
             Response::Stored => Ok(()),
             other => Err(unexpected("storing the map", &other)),
         }
@@ -192,13 +214,52 @@ impl<'q> MnClient<'q> {
         for _ in 0..MAP_STORE_ATTEMPTS_MAX {
             let stored = self.cluster_map()?.map_or(Epoch::ZERO, |(epoch, _)| epoch);
             let map = build(stored.next().ok_or(MapError::EpochOverflow)?)?;
-            match self.put_cluster_map(stored, dinomo_control::encode(&map)) {
+            match self.put_cluster_map(stored, 0, dinomo_control::encode(&map)) {
                 Ok(()) => return Ok(map),
                 Err(e) if e.code() == Some(ErrorCode::Stale) => continue,
                 Err(e) => return Err(e),
             }
         }
         Err(ClientError::MapContended(MAP_STORE_ATTEMPTS_MAX))
+    }
+
+    /// Takes the controller lease as `holder` for `ttl_ms`.
+    pub fn acquire_lease(&mut self, holder: &str, ttl_ms: u32) -> Result<Lease, ClientError> {
+        self.lease_call(
+            "a lease request",
+            &Request::AcquireLease {
+                holder: holder.to_owned(),
+                ttl_ms,
+            },
+        )
+    }
+
+    /// Extends lease `generation` by `ttl_ms`.
+    pub fn renew_lease(&mut self, generation: u64, ttl_ms: u32) -> Result<Lease, ClientError> {
+        self.lease_call(
+            "a lease renewal",
+            &Request::RenewLease { generation, ttl_ms },
+        )
+    }
+
+    /// Who holds the controller lease.
+    pub fn lease(&mut self) -> Result<Lease, ClientError> {
+        self.lease_call("a lease query", &Request::GetLease)
+    }
+
+    fn lease_call(&mut self, asked: &'static str, request: &Request) -> Result<Lease, ClientError> {
+        match self.call(request)? {
+            Response::Lease {
+                generation,
+                holder,
+                ttl_left_ms,
+            } => Ok(Lease {
+                generation,
+                holder,
+                ttl_left: Duration::from_millis(u64::from(ttl_left_ms)),
+            }),
+            other => Err(unexpected(asked, &other)),
+        }
     }
 
     /// The node's counters.

@@ -355,6 +355,37 @@ pub struct MemoryNode {
     map: Mutex<MapState>,
     /// Who is connected as which incarnation. Lock order: `map` before `sessions`.
     sessions: Mutex<Sessions>,
+    /// Moves whenever connections are fenced (see [`RpcHandler::fence_generation`]).
+    fence_generation: AtomicU64,
+    /// The controller lease, judged on this node's monotonic clock. Lock order: `map` before
+    /// `lease`.
+    lease: Mutex<ControllerLease>,
+}
+
+/// The controller lease as the memory node keeps it (volatile but its generation, FORMAT.md §3).
+#[derive(Debug, Default)]
+struct ControllerLease {
+    generation: u64,
+    holder: String,
+    expires: Option<Instant>,
+}
+
+impl ControllerLease {
+    /// Whether a controller holds the lease at `now`.
+    fn held(&self, now: Instant) -> bool {
+        self.expires.is_some_and(|at| now < at)
+    }
+
+    fn answer(&self, now: Instant) -> Response {
+        let left = self
+            .expires
+            .map_or(Duration::ZERO, |at| at.saturating_duration_since(now));
+        Response::Lease {
+            generation: self.generation,
+            holder: self.holder.clone(),
+            ttl_left_ms: u32::try_from(left.as_millis()).unwrap_or(u32::MAX),
+        }
+    }
 }
 
 /// The stored cluster map as the node holds it.
@@ -478,6 +509,7 @@ impl MemoryNode {
             recovery_time: started.elapsed(),
         };
         let map = MapState::load(&pool);
+        let generation_at_start = pool.controller_generation();
         Ok(Arc::new(MemoryNode {
             pool,
             index: recovered.index,
@@ -497,6 +529,11 @@ impl MemoryNode {
             attach_lock: Mutex::new(()),
             map: Mutex::new(map),
             sessions: Mutex::new(Sessions::default()),
+            fence_generation: AtomicU64::new(0),
+            lease: Mutex::new(ControllerLease {
+                generation: generation_at_start,
+                ..ControllerLease::default()
+            }),
         }))
     }
 
@@ -667,9 +704,16 @@ impl MemoryNode {
             Request::RemoveIndirect { key } => {
                 self.write(|| Ok(Response::Removed(self.index.remove_indirect(key)?)))
             }
-            Request::PutClusterMap { expected, payload } => {
-                self.write(|| self.put_cluster_map(peer, *expected, payload))
+            Request::PutClusterMap {
+                expected,
+                lease,
+                payload,
+            } => self.write(|| self.put_cluster_map(peer, *expected, *lease, payload)),
+            Request::AcquireLease { holder, ttl_ms } => {
+                self.write(|| self.acquire_lease(holder, *ttl_ms))
             }
+            Request::RenewLease { generation, ttl_ms } => self.renew_lease(*generation, *ttl_ms),
+            Request::GetLease => lock(&self.lease).answer(Instant::now()),
         };
         if matches!(response, Response::Error { .. }) {
             self.shared
@@ -689,6 +733,50 @@ impl MemoryNode {
     /// Whether some connection is bound to `incarnation`.
     pub fn is_live(&self, incarnation: Incarnation) -> bool {
         lock(&self.sessions).is_live(incarnation)
+    }
+
+    /// `AcquireLease` (see [`Request::AcquireLease`]).
+    fn acquire_lease(&self, holder: &str, ttl_ms: u32) -> Result<Response, Refusal> {
+        let mut lease = lock(&self.lease);
+        let now = Instant::now();
+        if lease.held(now) {
+            let left = lease
+                .expires
+                .map_or(0, |at| at.saturating_duration_since(now).as_millis());
+            return Err(Refusal::Answer(
+                ErrorCode::Conflict,
+                format!(
+                    "the controller lease is held by {} for another {left} ms",
+                    lease.holder
+                ),
+            ));
+        }
+        let generation = lease.generation.max(self.pool.controller_generation()) + 1;
+        // Persisted before it is answered: a generation is never granted twice.
+        self.pool.set_controller_generation(generation);
+        *lease = ControllerLease {
+            generation,
+            holder: holder.to_owned(),
+            expires: Some(now + Duration::from_millis(u64::from(ttl_ms))),
+        };
+        Ok(lease.answer(now))
+    }
+
+    /// `RenewLease` (see [`Request::RenewLease`]).
+    fn renew_lease(&self, generation: u64, ttl_ms: u32) -> Response {
+        let mut lease = lock(&self.lease);
+        let now = Instant::now();
+        if generation == 0 || generation != lease.generation {
+            return Response::error(
+                ErrorCode::Stale,
+                format!(
+                    "controller lease {generation} is not the current one ({})",
+                    lease.generation
+                ),
+            );
+        }
+        lease.expires = Some(now + Duration::from_millis(u64::from(ttl_ms)));
+        lease.answer(now)
     }
 
     fn hello(&self, peer: PeerId, version: u16, incarnation: Incarnation) -> Response {
@@ -895,9 +983,37 @@ impl MemoryNode {
         &self,
         peer: PeerId,
         expected: Epoch,
+        lease: u64,
         payload: &[u8],
     ) -> Result<Response, Refusal> {
         let mut state = lock(&self.map);
+        let controlled = {
+            let held = lock(&self.lease);
+            let now = Instant::now();
+            match (lease, held.held(now)) {
+                (0, true) => {
+                    return Err(Refusal::Answer(
+                        ErrorCode::Conflict,
+                        format!(
+                            "the controller at {} holds the cluster: a KN registers through it",
+                            held.holder
+                        ),
+                    ));
+                }
+                (0, false) => false,
+                (g, true) if g == held.generation => true,
+                (g, _) => {
+                    return Err(Refusal::Answer(
+                        ErrorCode::Stale,
+                        format!(
+                            "controller lease {g} is not the valid one (generation {}{})",
+                            held.generation,
+                            if held.held(now) { "" } else { ", expired" }
+                        ),
+                    ));
+                }
+            }
+        };
         let max = cluster_area::payload_max(&self.pool);
         if payload.len() as u64 > max {
             return Err(Refusal::Answer(
@@ -947,16 +1063,22 @@ impl MemoryNode {
         let dropped = match &state.map {
             Some(stored) => {
                 let mut sessions = lock(&self.sessions);
-                let writer = sessions.incarnation(peer);
-                check_no_live_loss(stored, &map, &sessions, writer)?;
+                if !controlled {
+                    let writer = sessions.incarnation(peer);
+                    check_no_live_loss(stored, &map, &sessions, writer)?;
+                }
                 let dropped: Vec<&NodeInfo> = stored
                     .nodes()
                     .iter()
                     .filter(|old| !map.nodes().iter().any(|n| n.incarnation == old.incarnation))
                     .collect();
                 // Fenced before their chains are merged: nothing of theirs can be added after.
+                let mut closed = 0;
                 for node in &dropped {
-                    sessions.fence(node.incarnation);
+                    closed += sessions.fence(node.incarnation).len();
+                }
+                if closed > 0 {
+                    self.fence_generation.fetch_add(1, Ordering::AcqRel);
                 }
                 dropped
                     .iter()
@@ -1037,6 +1159,14 @@ impl RpcHandler for MemoryNode {
 
     fn disconnected(&self, peer: PeerId) {
         MemoryNode::disconnected(self, peer);
+    }
+
+    fn fence_generation(&self) -> u64 {
+        self.fence_generation.load(Ordering::Acquire)
+    }
+
+    fn is_fenced(&self, peer: PeerId) -> bool {
+        lock(&self.sessions).is_fenced_peer(peer)
     }
 }
 

@@ -21,6 +21,11 @@ pub const KEY_BYTES_MAX: usize = 65_535;
 pub const MAP_BYTES_MAX: usize = 1 << 20;
 /// Longest error message.
 pub const MESSAGE_BYTES_MAX: usize = 4096;
+/// Longest address a controller may give as the lease holder.
+pub const HOLDER_BYTES_MAX: usize = 255;
+/// Shortest and longest controller lease, in milliseconds.
+pub const LEASE_TTL_MS_MIN: u32 = 10;
+pub const LEASE_TTL_MS_MAX: u32 = 60_000;
 
 /// A request to the MN.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +64,23 @@ pub enum Request {
     /// from a live incarnation other than the writer's own; the incarnations it drops are
     /// fenced and their chains merged through their persisted tails before the map is
     /// stored.
-    PutClusterMap { expected: Epoch, payload: Vec<u8> },
+    ///
+    /// `lease` is the writer's controller lease generation (0: the writer is no controller).
+    /// While a controller holds an unexpired lease, only it may store maps; it may take slots
+    /// from live incarnations (it fences them first).
+    PutClusterMap {
+        expected: Epoch,
+        lease: u64,
+        payload: Vec<u8>,
+    },
+    /// Take the controller lease for `ttl_ms`, as `holder` (the address KNs reach the controller
+    /// at): granted with a new, higher generation if nobody holds an unexpired lease.
+    AcquireLease { holder: String, ttl_ms: u32 },
+    /// Extend the lease of `generation` by `ttl_ms` from now; refused if another generation
+    /// took the lease meanwhile.
+    RenewLease { generation: u64, ttl_ms: u32 },
+    /// Who holds the controller lease (KNs find the controller this way).
+    GetLease,
     /// Counters for INFO.
     Stats,
 }
@@ -123,6 +144,13 @@ pub enum Response {
     Cell(Option<PoolOffset>),
     Removed(bool),
     ClusterMap(Option<(Epoch, Vec<u8>)>),
+    /// The controller lease: its generation (0: never granted), holder, and how long it has left
+    /// (0: expired).
+    Lease {
+        generation: u64,
+        holder: String,
+        ttl_left_ms: u32,
+    },
     Stored,
     Stats(MnStats),
     Error {
@@ -219,6 +247,16 @@ impl<'a> Reader<'a> {
         }
         Ok(self.take(len)?.to_vec())
     }
+    fn string(&mut self, what: &'static str, max: usize) -> Result<String, ProtoError> {
+        String::from_utf8(self.bytes(what, max)?).map_err(|_| ProtoError::Bad("not UTF-8"))
+    }
+    fn ttl(&mut self) -> Result<u32, ProtoError> {
+        let ttl = self.u32()?;
+        if !(LEASE_TTL_MS_MIN..=LEASE_TTL_MS_MAX).contains(&ttl) {
+            return Err(ProtoError::Bad("lease time"));
+        }
+        Ok(ttl)
+    }
     fn end(&self) -> Result<(), ProtoError> {
         match self.b.len() - self.at {
             0 => Ok(()),
@@ -248,7 +286,16 @@ impl Request {
             Request::InstallIndirect { key } => w.u8(6).bytes(key),
             Request::RemoveIndirect { key } => w.u8(7).bytes(key),
             Request::GetClusterMap => w.u8(8),
-            Request::PutClusterMap { expected, payload } => w.u8(9).u32(expected.0).bytes(payload),
+            Request::PutClusterMap {
+                expected,
+                lease,
+                payload,
+            } => w.u8(9).u32(expected.0).u64(*lease).bytes(payload),
+            Request::AcquireLease { holder, ttl_ms } => {
+                w.u8(11).bytes(holder.as_bytes()).u32(*ttl_ms)
+            }
+            Request::RenewLease { generation, ttl_ms } => w.u8(12).u64(*generation).u32(*ttl_ms),
+            Request::GetLease => w.u8(13),
             Request::Stats => w.u8(10),
         };
         w.0
@@ -299,8 +346,18 @@ impl Request {
             8 => Request::GetClusterMap,
             9 => Request::PutClusterMap {
                 expected: Epoch(r.u32()?),
+                lease: r.u64()?,
                 payload: r.bytes("cluster map", MAP_BYTES_MAX)?,
             },
+            11 => Request::AcquireLease {
+                holder: r.string("lease holder", HOLDER_BYTES_MAX)?,
+                ttl_ms: r.ttl()?,
+            },
+            12 => Request::RenewLease {
+                generation: r.u64()?,
+                ttl_ms: r.ttl()?,
+            },
+            13 => Request::GetLease,
             10 => Request::Stats,
             tag => return Err(ProtoError::UnknownTag(tag)),
         };
@@ -380,6 +437,15 @@ impl Response {
                 .u64(s.index_resizes)
                 .u64(s.rpcs),
             Response::Error { code, message } => w.u8(10).u8(*code as u8).bytes(message.as_bytes()),
+            Response::Lease {
+                generation,
+                holder,
+                ttl_left_ms,
+            } => w
+                .u8(11)
+                .u64(*generation)
+                .bytes(holder.as_bytes())
+                .u32(*ttl_left_ms),
         };
         w.0
     }
@@ -467,6 +533,11 @@ impl Response {
                     String::from_utf8_lossy(&r.bytes("message", MESSAGE_BYTES_MAX)?).into_owned();
                 Response::Error { code, message }
             }
+            11 => Response::Lease {
+                generation: r.u64()?,
+                holder: r.string("lease holder", HOLDER_BYTES_MAX)?,
+                ttl_left_ms: r.u32()?,
+            },
             tag => return Err(ProtoError::UnknownTag(tag)),
         };
         r.end()?;
@@ -501,8 +572,18 @@ mod tests {
             Request::GetClusterMap,
             Request::PutClusterMap {
                 expected: Epoch(5),
+                lease: 9,
                 payload: vec![1, 2, 3],
             },
+            Request::AcquireLease {
+                holder: "127.0.0.1:7100".into(),
+                ttl_ms: 500,
+            },
+            Request::RenewLease {
+                generation: 3,
+                ttl_ms: LEASE_TTL_MS_MAX,
+            },
+            Request::GetLease,
             Request::Stats,
         ];
         for r in requests {
@@ -534,6 +615,11 @@ mod tests {
             Response::ClusterMap(None),
             Response::ClusterMap(Some((Epoch(3), vec![7; 10]))),
             Response::error(ErrorCode::Conflict, "live"),
+            Response::Lease {
+                generation: 4,
+                holder: "c:1".into(),
+                ttl_left_ms: 0,
+            },
             Response::error(ErrorCode::NotOwner, "not yours"),
             Response::error(ErrorCode::Fenced, "fenced"),
             Response::Stored,
@@ -566,6 +652,10 @@ mod tests {
             Err(ProtoError::TooLong { .. })
         ));
         assert_eq!(Request::decode(&[8, 0]), Err(ProtoError::Trailing(1)));
+        assert_eq!(
+            Request::decode(&[12, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]),
+            Err(ProtoError::Bad("lease time"))
+        );
         // Arbitrary bytes never panic.
         let mut state = 7u64;
         for len in 0..200 {

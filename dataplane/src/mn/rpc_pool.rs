@@ -43,6 +43,14 @@ pub trait RpcService: Send + Sync + 'static {
     fn call(&self, peer: PeerId, request: &[u8]) -> Result<Vec<u8>, VerbError>;
     /// Connection `peer` is gone.
     fn disconnected(&self, _peer: PeerId) {}
+    /// See [`RpcHandler::fence_generation`].
+    fn fence_generation(&self) -> u64 {
+        0
+    }
+    /// See [`RpcHandler::is_fenced`].
+    fn is_fenced(&self, _peer: PeerId) -> bool {
+        false
+    }
 }
 
 /// An [`RpcHandler`] as an [`RpcService`] that never fails to deliver.
@@ -54,6 +62,12 @@ impl RpcService for HandlerService {
     }
     fn disconnected(&self, peer: PeerId) {
         self.0.disconnected(peer);
+    }
+    fn fence_generation(&self) -> u64 {
+        self.0.fence_generation()
+    }
+    fn is_fenced(&self, peer: PeerId) -> bool {
+        self.0.is_fenced(peer)
     }
 }
 
@@ -137,6 +151,11 @@ impl RpcPool {
     /// bookkeeping call, never a merge).
     pub fn disconnected(&self, peer: PeerId) {
         self.service.disconnected(peer);
+    }
+
+    /// The service this pool serves.
+    pub fn service(&self) -> &Arc<dyn RpcService> {
+        &self.service
     }
 
     /// Number of RPC threads.

@@ -59,6 +59,8 @@ pub struct Sessions {
     fenced_order: VecDeque<Incarnation>,
     gone: HashSet<PeerId>,
     gone_order: VecDeque<PeerId>,
+    /// Connections closed by a fence (a subset of `gone`): their servers must drop them.
+    fenced_peers: HashSet<PeerId>,
 }
 
 impl Sessions {
@@ -133,6 +135,7 @@ impl Sessions {
                 && let Some(oldest) = self.gone_order.pop_front()
             {
                 self.gone.remove(&oldest);
+                self.fenced_peers.remove(&oldest);
             }
         }
         let Some(gone) = self.peers.remove(&peer) else {
@@ -175,8 +178,14 @@ impl Sessions {
             .collect();
         for &peer in &peers {
             self.disconnect(peer);
+            self.fenced_peers.insert(peer);
         }
         peers
+    }
+
+    /// Whether `peer` was closed by a fence.
+    pub fn is_fenced_peer(&self, peer: PeerId) -> bool {
+        self.fenced_peers.contains(&peer)
     }
 
     /// Connections known (bound or not).
@@ -254,6 +263,7 @@ mod tests {
         s.bind(PeerId(1), A).unwrap();
         s.attach(PeerId(1), ChainId(0)).unwrap();
         assert_eq!(s.fence(A), vec![PeerId(1)]);
+        assert!(s.is_fenced_peer(PeerId(1)));
         assert!(!s.is_live(A));
         assert_eq!(s.attached_by(ChainId(0)), None);
         assert_eq!(s.bind(PeerId(5), A), Err(SessionError::Fenced(A)));

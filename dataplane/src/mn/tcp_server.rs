@@ -264,6 +264,7 @@ impl TcpServer {
                     stopping: false,
                     stats: stats_in_loop,
                     next_tick: Instant::now() + TCP_TICK,
+                    fence_seen: 0,
                 };
                 if let Err(e) = server.run() {
                     // Operations may still be in flight in a ring that no longer works; the
@@ -439,6 +440,8 @@ struct Loop {
     stopping: bool,
     stats: Arc<Stats>,
     next_tick: Instant,
+    /// The handler's fence generation when the connections were last checked for fences.
+    fence_seen: u64,
 }
 
 impl Loop {
@@ -458,6 +461,7 @@ impl Loop {
             for event in events.drain(..) {
                 self.complete(event)?;
             }
+            self.close_fenced()?;
             let now = Instant::now();
             if now >= self.next_tick {
                 self.next_tick = now + TCP_TICK;
@@ -809,6 +813,35 @@ impl Loop {
             self.open -= 1;
             self.stats.open.store(self.open as u64, Ordering::Relaxed);
         }
+    }
+
+    /// Closes every connection the RPC handler fenced since the last look (one atomic load when
+    /// nothing was fenced): a fenced incarnation's verbs must stop reaching the pool.
+    fn close_fenced(&mut self) -> io::Result<()> {
+        let Some(pool) = &self.ctx.pool else {
+            return Ok(());
+        };
+        let service = std::sync::Arc::clone(pool.service());
+        let generation = service.fence_generation();
+        if generation == self.fence_seen {
+            return Ok(());
+        }
+        self.fence_seen = generation;
+        let fenced: Vec<SlotId> = self
+            .conns
+            .indexes()
+            .filter_map(|index| self.conns.id_at(index))
+            .filter(|&slot| {
+                self.conns
+                    .get(slot)
+                    .is_some_and(|c| c.state != State::Closing && service.is_fenced(c.peer))
+            })
+            .collect();
+        for slot in fenced {
+            Stats::bump(&self.stats.dropped);
+            self.close_now(slot)?;
+        }
+        Ok(())
     }
 
     /// Closes a connection at once: shut the socket, cancel its operations, free it when they

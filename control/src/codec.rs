@@ -18,10 +18,10 @@
 //! | 20 | 2 | node count `N` (at most [`NODE_COUNT_MAX`]) |
 //! | 22 | 2 | slot range count `R` (at most [`SLOT_RANGE_COUNT_MAX`]) |
 //! | 24 | 2 | hot key count `H` (at most [`HOT_KEY_COUNT_MAX`]) |
-//! | 26 | 2 | reserved, 0 |
+//! | 26 | 2 | pending handover count `P` (at most [`PENDING_MOVES_MAX`]; reserved, 0, in version 1) |
 //!
-//! Then `N` node records, then `R` slot range records, then `H` hot key records, and nothing
-//! after them.
+//! Then `N` node records, then `R` slot range records, then `H` hot key records, then `P`
+//! pending handover records, and nothing after them.
 //!
 //! Node record, `16 + L + 8 × C` bytes:
 //!
@@ -52,6 +52,9 @@
 //! | 4 | `K` | key |
 //! | 4 + `K` | 6 × `P` | replicas: node id (4), core id (2) |
 //!
+//! Pending handover record, 16 bytes, in ascending slot order: first slot (2), last slot (2),
+//! the releasing owner (node id 4, core id 2), the receiving owner (node id 4, core id 2).
+//!
 //! Format version 1 is version 2 without the incarnation field (node records of `8 + L + 8 × C`
 //! bytes). Pools whose map was stored by a version-1 writer are read as maps whose nodes have
 //! no incarnation ([`Incarnation::NONE`], never live), and the next map stored is version 2.
@@ -68,9 +71,9 @@
 use crate::constants::{
     CORE_COUNT_MAX, HOST_BYTES_MAX, HOT_KEY_BYTES_MAX, HOT_KEY_COUNT_MAX,
     HOT_KEY_REPLICA_COUNT_MAX, MAP_ENCODED_BYTES_MAX, NODE_CORE_COUNT_MAX, NODE_COUNT_MAX,
-    SLOT_RANGE_COUNT_MAX,
+    PENDING_MOVES_MAX, SLOT_RANGE_COUNT_MAX,
 };
-use crate::map::{ClusterMap, CoreInfo, HotKey, MapError, NodeInfo, Owner, SlotRange};
+use crate::map::{ClusterMap, CoreInfo, HotKey, MapError, NodeInfo, Owner, SlotMove, SlotRange};
 use crate::types::{ChainId, CoreId, Epoch, Incarnation, KnId, Slot};
 
 /// The first four bytes of every encoded map.
@@ -86,8 +89,8 @@ pub const HEADER_BYTES: usize = 28;
 
 /// Offset of the flags field in the header.
 const FLAGS_OFFSET: usize = 6;
-/// Offset of the reserved field at the end of the header.
-const HEADER_RESERVED_OFFSET: usize = 26;
+/// Offset of the pending handover count (a reserved field in version 1).
+const HEADER_PENDING_OFFSET: usize = 26;
 
 /// Fixed part of a node record, before the host.
 const NODE_RECORD_BYTES: usize = 16;
@@ -101,6 +104,8 @@ const RANGE_RECORD_BYTES: usize = 10;
 const HOT_KEY_RECORD_BYTES: usize = 4;
 /// One replica inside a hot key record.
 const REPLICA_RECORD_BYTES: usize = 6;
+/// One pending handover record.
+const PENDING_RECORD_BYTES: usize = 16;
 
 /// The longest encoding a valid map can have: every count and length at its limit.
 const ENCODED_BYTES_WORST_CASE: usize = HEADER_BYTES
@@ -110,7 +115,8 @@ const ENCODED_BYTES_WORST_CASE: usize = HEADER_BYTES
     + HOT_KEY_COUNT_MAX
         * (HOT_KEY_RECORD_BYTES
             + HOT_KEY_BYTES_MAX
-            + HOT_KEY_REPLICA_COUNT_MAX * REPLICA_RECORD_BYTES);
+            + HOT_KEY_REPLICA_COUNT_MAX * REPLICA_RECORD_BYTES)
+    + PENDING_MOVES_MAX * PENDING_RECORD_BYTES;
 
 // Every valid map must fit the limit, and the limit must fit the header's length field.
 const _: () = assert!(ENCODED_BYTES_WORST_CASE <= MAP_ENCODED_BYTES_MAX);
@@ -124,6 +130,7 @@ const _: () = assert!(HOST_BYTES_MAX <= u16::MAX as usize);
 const _: () = assert!(NODE_CORE_COUNT_MAX <= u16::MAX as usize);
 const _: () = assert!(HOT_KEY_BYTES_MAX <= u16::MAX as usize);
 const _: () = assert!(HOT_KEY_REPLICA_COUNT_MAX <= u16::MAX as usize);
+const _: () = assert!(PENDING_MOVES_MAX <= u16::MAX as usize);
 
 /// The number of bytes [`encode`] writes for `map`.
 #[must_use]
@@ -138,7 +145,11 @@ pub fn encoded_len(map: &ClusterMap) -> usize {
         .iter()
         .map(|hot| HOT_KEY_RECORD_BYTES + hot.key.len() + hot.replicas.len() * REPLICA_RECORD_BYTES)
         .sum();
-    HEADER_BYTES + nodes + map.slots().len() * RANGE_RECORD_BYTES + hot_keys
+    HEADER_BYTES
+        + nodes
+        + map.slots().len() * RANGE_RECORD_BYTES
+        + hot_keys
+        + map.pending().len() * PENDING_RECORD_BYTES
 }
 
 /// The encoding of `map`, at most [`MAP_ENCODED_BYTES_MAX`] bytes long.
@@ -157,7 +168,7 @@ pub fn encode(map: &ClusterMap) -> Vec<u8> {
     put_u16(&mut out, fit_u16(map.nodes().len()));
     put_u16(&mut out, fit_u16(map.slots().len()));
     put_u16(&mut out, fit_u16(map.hot_keys().len()));
-    put_u16(&mut out, 0);
+    put_u16(&mut out, fit_u16(map.pending().len()));
 
     for node in map.nodes() {
         put_u32(&mut out, node.kn.0);
@@ -183,6 +194,12 @@ pub fn encode(map: &ClusterMap) -> Vec<u8> {
         for &replica in &hot.replicas {
             put_owner(&mut out, replica);
         }
+    }
+    for m in map.pending() {
+        put_u16(&mut out, m.start.get());
+        put_u16(&mut out, m.end.get());
+        put_owner(&mut out, m.from);
+        put_owner(&mut out, m.to);
     }
     debug_assert_eq!(out.len(), total);
     out
@@ -268,12 +285,37 @@ pub fn decode(bytes: &[u8]) -> Result<ClusterMap, MapError> {
         hot_keys.push(read_hot_key(&mut reader)?);
     }
 
+    let pending_count = usize::from(header.pending_count);
+    if pending_count > PENDING_MOVES_MAX {
+        return Err(MapError::TooManyPending {
+            count: pending_count,
+        });
+    }
+    let mut pending = Vec::with_capacity(reader.capacity_for(pending_count, PENDING_RECORD_BYTES));
+    for _ in 0..pending_count {
+        let start = read_slot(&mut reader)?;
+        let end = read_slot(&mut reader)?;
+        let from = read_owner(&mut reader)?;
+        let to = read_owner(&mut reader)?;
+        pending.push(SlotMove {
+            start,
+            end,
+            from,
+            to,
+        });
+    }
+    if pending.windows(2).any(|w| w[1].start < w[0].start) {
+        return Err(MapError::PendingOverlap {
+            slot: pending.iter().map(|m| m.start).min().unwrap_or(Slot::MIN),
+        });
+    }
+
     if reader.remaining() != 0 {
         return Err(MapError::TrailingBytes {
             offset: reader.offset,
         });
     }
-    ClusterMap::from_canonical_parts(header.epoch, nodes, slots, hot_keys)
+    ClusterMap::from_canonical_parts(header.epoch, nodes, slots, hot_keys, pending)
 }
 
 /// The fixed fields of the header.
@@ -284,6 +326,7 @@ struct Header {
     node_count: u16,
     range_count: u16,
     hot_key_count: u16,
+    pending_count: u16,
 }
 
 fn read_header(reader: &mut Reader<'_>) -> Result<Header, MapError> {
@@ -312,9 +355,10 @@ fn read_header(reader: &mut Reader<'_>) -> Result<Header, MapError> {
     let node_count = reader.u16()?;
     let range_count = reader.u16()?;
     let hot_key_count = reader.u16()?;
-    if reader.u16()? != 0 {
+    let pending_count = reader.u16()?;
+    if version == FORMAT_VERSION_V1 && pending_count != 0 {
         return Err(MapError::ReservedNotZero {
-            offset: HEADER_RESERVED_OFFSET,
+            offset: HEADER_PENDING_OFFSET,
         });
     }
     debug_assert_eq!(reader.offset, HEADER_BYTES);
@@ -325,6 +369,7 @@ fn read_header(reader: &mut Reader<'_>) -> Result<Header, MapError> {
         node_count,
         range_count,
         hot_key_count,
+        pending_count,
     })
 }
 
@@ -642,6 +687,54 @@ mod tests {
     }
 
     #[test]
+    fn pending_handovers_round_trip_and_are_validated() {
+        let map = small_map();
+        let (a, b) = (map.slots()[0].owner, map.slots()[1].owner);
+        let moving = SlotMove {
+            start: Slot::new(9000).unwrap(),
+            end: Slot::new(9999).unwrap(),
+            from: a,
+            to: b,
+        };
+        let with = map.clone().with_pending(vec![moving]).unwrap();
+        let bytes = encode(&with);
+        assert_eq!(bytes.len(), SMALL_MAP_BYTES.len() + 16);
+        assert_eq!(decode(&bytes), Ok(with.clone()));
+        assert_eq!(with.pending_at(Slot::new(9500).unwrap()), Some(&moving));
+        assert_eq!(with.pending_at(Slot::new(8999).unwrap()), None);
+        // The slots must belong to the destination, and a move goes somewhere else.
+        let wrong = SlotMove {
+            from: b,
+            to: a,
+            ..moving
+        };
+        assert_eq!(
+            map.clone().with_pending(vec![wrong]),
+            Err(MapError::PendingNotOwned {
+                slot: Slot::new(9000).unwrap()
+            })
+        );
+        let to_self = SlotMove { from: b, ..moving };
+        assert_eq!(
+            map.clone().with_pending(vec![to_self]),
+            Err(MapError::PendingToSelf {
+                slot: Slot::new(9000).unwrap()
+            })
+        );
+        let overlap = SlotMove {
+            start: Slot::new(9999).unwrap(),
+            end: Slot::new(10_000).unwrap(),
+            ..moving
+        };
+        assert_eq!(
+            map.with_pending(vec![moving, overlap]),
+            Err(MapError::PendingOverlap {
+                slot: Slot::new(9999).unwrap()
+            })
+        );
+    }
+
+    #[test]
     fn a_map_with_every_kind_of_record_round_trips() {
         let map = full_map();
         let bytes = encode(&map);
@@ -686,10 +779,14 @@ mod tests {
             decode(&patched(6, &[0, 1])),
             Err(MapError::ReservedNotZero { offset: 6 })
         );
+        // A pending count that the bytes do not back; in version 1 the field is reserved.
         assert_eq!(
             decode(&patched(26, &[1, 0])),
-            Err(MapError::ReservedNotZero { offset: 26 })
+            Err(MapError::Truncated { offset: 81 })
         );
+        let mut v1 = SMALL_MAP_BYTES_V1.to_vec();
+        v1[26] = 1;
+        assert_eq!(decode(&v1), Err(MapError::ReservedNotZero { offset: 26 }));
         assert_eq!(
             decode(&patched(16, &[80, 0, 0, 0])),
             Err(MapError::LengthMismatch {

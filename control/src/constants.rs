@@ -32,6 +32,9 @@ pub const HOT_KEY_BYTES_MAX: usize = 512;
 /// Most worker cores in one hot key's replica set.
 pub const HOT_KEY_REPLICA_COUNT_MAX: usize = 8;
 
+/// Most handovers in progress a map may record.
+pub const PENDING_MOVES_MAX: usize = 4096;
+
 /// Largest encoding of a cluster map, in bytes; the pool area that stores the map must hold this.
 pub const MAP_ENCODED_BYTES_MAX: usize = 512 * 1024;
 

@@ -27,7 +27,7 @@ use std::fmt;
 use crate::constants::{
     CORE_COUNT_MAX, HOST_BYTES_MAX, HOT_KEY_BYTES_MAX, HOT_KEY_COUNT_MAX,
     HOT_KEY_REPLICA_COUNT_MAX, MAP_ENCODED_BYTES_MAX, NODE_CORE_COUNT_MAX, NODE_COUNT_MAX,
-    SLOT_RANGE_COUNT_MAX,
+    PENDING_MOVES_MAX, SLOT_RANGE_COUNT_MAX,
 };
 use crate::types::{ChainId, CoreId, Epoch, Incarnation, KnId, SLOT_COUNT, Slot};
 
@@ -219,6 +219,16 @@ pub enum MapError {
     /// The epoch counter has no next value.
     #[error("the epoch counter is exhausted")]
     EpochOverflow,
+    #[error(
+        "the map has {count} handovers in progress, more than the limit of {PENDING_MOVES_MAX}"
+    )]
+    TooManyPending { count: usize },
+    #[error("the handover starting at slot {slot} overlaps the one before it")]
+    PendingOverlap { slot: Slot },
+    #[error("slot {slot} of a handover in progress belongs to another owner than the handover's")]
+    PendingNotOwned { slot: Slot },
+    #[error("the handover starting at slot {slot} moves slots to their own owner")]
+    PendingToSelf { slot: Slot },
     #[error("epoch {value} at byte {offset} does not fit in 32 bits")]
     EpochOutOfRange { offset: usize, value: u64 },
     /// An encoding longer than [`MAP_ENCODED_BYTES_MAX`].
@@ -258,6 +268,9 @@ pub struct ClusterMap {
     nodes: Vec<NodeInfo>,
     slots: Vec<SlotRange>,
     hot_keys: Vec<HotKey>,
+    /// Handovers in progress: ranges whose owner (`to`) may not serve them until `from` has
+    /// released them or has been fenced (DESIGN.md §5).
+    pending: Vec<SlotMove>,
 }
 
 impl ClusterMap {
@@ -275,7 +288,21 @@ impl ClusterMap {
     ) -> Result<ClusterMap, MapError> {
         slots.sort_by_key(|range| range.start);
         let slots = merge_touching(slots);
-        ClusterMap::from_canonical_parts(epoch, nodes, slots, hot_keys)
+        ClusterMap::from_canonical_parts(epoch, nodes, slots, hot_keys, Vec::new())
+    }
+
+    /// This map with `pending` as its handovers in progress (sorted by slot here).
+    ///
+    /// # Errors
+    ///
+    /// The first invariant the pending moves break ([`MapError::TooManyPending`],
+    /// [`MapError::PendingOverlap`], [`MapError::PendingNotOwned`], [`MapError::PendingToSelf`],
+    /// [`MapError::UnknownOwner`]).
+    pub fn with_pending(mut self, mut pending: Vec<SlotMove>) -> Result<ClusterMap, MapError> {
+        pending.sort_by_key(|m| m.start);
+        self.pending = pending;
+        self.validate()?;
+        Ok(self)
     }
 
     /// A map from parts that must satisfy every invariant as they are, ranges already sorted and
@@ -285,12 +312,14 @@ impl ClusterMap {
         nodes: Vec<NodeInfo>,
         slots: Vec<SlotRange>,
         hot_keys: Vec<HotKey>,
+        pending: Vec<SlotMove>,
     ) -> Result<ClusterMap, MapError> {
         let map = ClusterMap {
             epoch,
             nodes,
             slots,
             hot_keys,
+            pending,
         };
         map.validate()?;
         Ok(map)
@@ -354,6 +383,20 @@ impl ClusterMap {
         &self.hot_keys
     }
 
+    /// The handovers in progress, in slot order.
+    #[must_use]
+    pub fn pending(&self) -> &[SlotMove] {
+        &self.pending
+    }
+
+    /// The pending handover that covers `slot`, if any.
+    #[must_use]
+    pub fn pending_at(&self, slot: Slot) -> Option<&SlotMove> {
+        let after = self.pending.partition_point(|m| m.start <= slot);
+        let m = self.pending.get(after.checked_sub(1)?)?;
+        (m.start <= slot && slot <= m.end).then_some(m)
+    }
+
     /// The node with id `kn`, if the map names it.
     #[must_use]
     pub fn node(&self, kn: KnId) -> Option<&NodeInfo> {
@@ -390,7 +433,47 @@ impl ClusterMap {
     pub fn validate(&self) -> Result<(), MapError> {
         let owners = self.validate_nodes()?;
         self.validate_slots(&owners)?;
-        self.validate_hot_keys(&owners)
+        self.validate_hot_keys(&owners)?;
+        self.validate_pending(&owners)
+    }
+
+    fn validate_pending(&self, owners: &HashSet<Owner>) -> Result<(), MapError> {
+        if self.pending.len() > PENDING_MOVES_MAX {
+            return Err(MapError::TooManyPending {
+                count: self.pending.len(),
+            });
+        }
+        let mut next_free: usize = 0;
+        for m in &self.pending {
+            if m.start > m.end {
+                return Err(MapError::RangeReversed {
+                    start: m.start,
+                    end: m.end,
+                });
+            }
+            if usize::from(m.start) < next_free {
+                return Err(MapError::PendingOverlap { slot: m.start });
+            }
+            next_free = usize::from(m.end) + 1;
+            if m.from == m.to {
+                return Err(MapError::PendingToSelf { slot: m.start });
+            }
+            for owner in [m.from, m.to] {
+                if !owners.contains(&owner) {
+                    return Err(MapError::UnknownOwner { owner });
+                }
+            }
+            // Every slot of the move belongs to its destination.
+            let first = self.slots.partition_point(|r| r.end < m.start);
+            for range in self.slots[first..].iter().take_while(|r| r.start <= m.end) {
+                if range.owner != m.to {
+                    return Err(MapError::PendingNotOwned {
+                        slot: range.start.max(m.start),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Checks the nodes and cores and returns the set of every core, for the owner checks.

@@ -9,7 +9,7 @@ use proptest::collection::{btree_set, vec};
 use proptest::prelude::*;
 use proptest::sample::Index;
 
-use crate::map::{ClusterMap, CoreInfo, HotKey, NodeInfo, Owner, SlotRange};
+use crate::map::{ClusterMap, CoreInfo, HotKey, NodeInfo, Owner, SlotMove, SlotRange};
 use crate::types::{ChainId, CoreId, Epoch, Incarnation, KnId, SLOT_COUNT, Slot};
 
 /// Up to this many extra cut points split the keyspace into at most one more range than this.
@@ -121,12 +121,30 @@ pub(crate) fn cluster_map() -> impl Strategy<Value = ClusterMap> {
             0..=3,
         ),
         any::<u32>(),
+        vec((any::<Index>(), any::<Index>()), 0..=4),
     )
-        .prop_map(|(nodes, (cuts, picks), hot_raw, epoch)| {
+        .prop_map(|(nodes, (cuts, picks), hot_raw, epoch, pending_raw)| {
             let owners = owners_of(&nodes);
             let slots = ranges(&owners, &cuts, &picks);
             let hot = hot_keys(&owners, hot_raw);
-            ClusterMap::new(Epoch(epoch), nodes, slots, hot).expect("strategy builds valid maps")
+            let map = ClusterMap::new(Epoch(epoch), nodes, slots, hot)
+                .expect("strategy builds valid maps");
+            // Some ranges are handovers in progress from another owner.
+            let mut pending: Vec<SlotMove> = Vec::new();
+            for (range_pick, from_pick) in pending_raw {
+                let range = map.slots()[range_pick.index(map.slots().len())];
+                let from = owners[from_pick.index(owners.len())];
+                if from != range.owner && !pending.iter().any(|m| m.start == range.start) {
+                    pending.push(SlotMove {
+                        start: range.start,
+                        end: range.end,
+                        from,
+                        to: range.owner,
+                    });
+                }
+            }
+            map.with_pending(pending)
+                .expect("strategy builds valid maps")
         })
 }
 

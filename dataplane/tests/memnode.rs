@@ -11,14 +11,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dinomo_control::{ClusterMap, CoreId, Incarnation, KnId};
+use dinomo_dataplane::config::Durability;
 use dinomo_dataplane::fabric::local::{LocalFabric, LocalOptions};
 use dinomo_dataplane::fabric::{
     CompletionData, Fabric, QueuePair, RpcHandler, Verb, WrId, wait_for, wait_for_until,
 };
 use dinomo_dataplane::mn::client::{ClientError, MnClient, rpc, rpc_timeout};
-use dinomo_dataplane::mn::memnode::{
-    CreateMode, Durability, MemnodeConfig, MemoryNode, MnError, NodeOptions,
-};
+use dinomo_dataplane::mn::memnode::{CreateMode, MemnodeConfig, MemoryNode, MnError, NodeOptions};
 use dinomo_dataplane::mn::proto::{ErrorCode, PROTO_VERSION, Request, Response};
 use dinomo_index::IndexConfig;
 use dinomo_pmem::error::AppendError;

@@ -69,7 +69,7 @@ fn workload(sim: Arc<CrashSim>) -> Run {
     maps.push((dinomo_control::encode(&one), sim.fence_count()));
     // Flush durability: an acknowledged write survives the simulated power loss.
     let cfg = dinomo_dataplane::kn::EngineConfig {
-        durability: dinomo_dataplane::kn::Durability::Flush,
+        durability: dinomo_dataplane::config::Durability::Flush,
         ..engine_config(0, dinomo_dataplane::cache::Policy::Dac, 1 << 20)
     };
     let mut engine = dinomo_dataplane::kn::Engine::attach(fabric.connect().unwrap(), cfg).unwrap();

@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use dinomo_dataplane::config::Named;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::BenchError;

@@ -16,8 +16,12 @@ use crate::BenchError;
 use crate::bench::BenchPlan;
 use crate::constants::SERVER_START_TIMEOUT_DEFAULT;
 use crate::driver::{Concurrency, Stop};
-use crate::target::{CachePolicy, Durability, ServerSettings, TargetSpec};
-use crate::units::{parse_count, parse_duration, parse_size};
+use dinomo_dataplane::cache::Policy;
+use dinomo_dataplane::config::Durability;
+use dinomo_dataplane::units::{parse_duration, parse_size};
+
+use crate::target::{ServerSettings, TargetSpec};
+use crate::units::parse_count;
 use crate::workload::{KeyDistribution, KeyOrder, WorkloadConfig, WorkloadSpec, Ycsb};
 
 /// Operations of a plain run when `--ops` is not given.
@@ -194,8 +198,8 @@ pub struct ServerArgs {
     #[arg(long, value_name = "TEMPLATE")]
     pub server_cmd: Option<String>,
     /// Cache policy of the dinomo server: dac, value, shortcut or none ({policy}).
-    #[arg(long, value_name = "POLICY", value_parser = CachePolicy::from_str)]
-    pub cache_policy: Option<CachePolicy>,
+    #[arg(long, value_name = "POLICY", value_parser = Policy::from_str)]
+    pub cache_policy: Option<Policy>,
     /// Cache budget of the dinomo server, e.g. 64MiB ({bytes}).
     #[arg(long, value_name = "SIZE", value_parser = parse_size_arg)]
     pub cache_bytes: Option<u64>,
@@ -283,8 +287,8 @@ pub struct CacheSweepArgs {
     pub common: SweepCommon,
     /// Cache policies; `none` is always run, as the baseline.
     #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "dac,value,shortcut,none",
-          value_parser = CachePolicy::from_str)]
-    pub policies: Vec<CachePolicy>,
+          value_parser = Policy::from_str)]
+    pub policies: Vec<Policy>,
     /// Cache budgets in percent of the dataset (keys and values), each in (0, 100].
     #[arg(
         long,
@@ -506,7 +510,7 @@ mod tests {
         assert_eq!(run.size.value_size, 4096);
         assert_eq!(run.server.cache_bytes, Some(64 << 20));
         assert_eq!(run.server.rtt_delay, Some(Duration::from_nanos(1600)));
-        assert_eq!(run.server.cache_policy, Some(CachePolicy::Shortcut));
+        assert_eq!(run.server.cache_policy, Some(Policy::ShortcutOnly));
         assert_eq!(
             run.distribution.distribution(),
             Some(KeyDistribution::ZipfExact { theta: 0.99 })
@@ -579,7 +583,7 @@ mod tests {
         let Some(CliCommand::Sweep(SweepCommand::Cache(cache))) = cli.command else {
             panic!("not a cache sweep");
         };
-        assert_eq!(cache.policies, vec![CachePolicy::Dac, CachePolicy::None]);
+        assert_eq!(cache.policies, vec![Policy::Dac, Policy::None]);
         assert_eq!(cache.budgets, vec![1.0, 50.0]);
         assert_eq!(cache.distributions.len(), 3);
         assert_eq!(cache.common.workloads, vec![Ycsb::A, Ycsb::B, Ycsb::C]);

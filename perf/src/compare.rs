@@ -13,6 +13,7 @@
 //! The "dinomo" side can be any RESP server: the tests run Redis against Redis, where every ratio
 //! should come out near 1.
 
+use dinomo_dataplane::config::Durability;
 use serde::{Deserialize, Serialize};
 
 use crate::BenchError;
@@ -21,7 +22,7 @@ use crate::cli::{CompareArgs, POINT_OPS_DEFAULT};
 use crate::constants::COMPARE_ROUNDS_MAX;
 use crate::report::{Machine, RunReport, now_utc};
 use crate::server::{CommandTemplate, Placeholder, SpawnedTarget, TemplateLauncher};
-use crate::target::{Durability, ServerSettings, Target};
+use crate::target::{ServerSettings, Target};
 use crate::workload::Ycsb;
 
 /// The `schema` of a compare document.
@@ -98,6 +99,7 @@ pub struct CompareReport {
     pub schema: String,
     pub date: String,
     pub machine: Machine,
+    #[serde(with = "crate::report::by_name")]
     pub durability: Durability,
     pub rounds: usize,
     pub redis: Side,

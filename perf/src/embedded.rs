@@ -1,6 +1,7 @@
 //! The `embedded` target: the dinomo dataplane linked into the bench process — a memory node on
 //! a sparse temporary pool file, the local fabric (with the injected round-trip delay, if any),
-//! and a KVS node without listeners, reached through the embedded API. No network anywhere, so
+//! and a KVS node without listeners ([`dinomo_dataplane::allinone`], as `dinomo serve` runs
+//! them), reached through the embedded API. No network anywhere, so
 //! it measures the design: the queue handoff to the owning core, the cache, the verbs.
 //!
 //! Each bench connection keeps up to its limit of requests outstanding on the node's cores and
@@ -8,28 +9,22 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 use dinomo_control::KnId;
+use dinomo_dataplane::allinone::{AllInOne, AllInOneConfig};
 use dinomo_dataplane::cache::Policy;
-use dinomo_dataplane::fabric::RpcHandler;
-use dinomo_dataplane::fabric::local::{LocalFabric, LocalOptions};
+use dinomo_dataplane::config::{Durability, Named};
 use dinomo_dataplane::kn::embedded::StoreHandle;
-use dinomo_dataplane::kn::node::{KnNode, KnOptions};
-use dinomo_dataplane::kn::shared::MnStatsSource;
-use dinomo_dataplane::kn::{self, Command as KnCommand, EngineConfig, Reply as KnReply, SetCond};
-use dinomo_dataplane::mn::memnode::{
-    CreateMode, Durability as MnDurability, MemnodeConfig, MemoryNode, NodeOptions,
-};
+use dinomo_dataplane::kn::node::KnOptions;
+use dinomo_dataplane::kn::{Command as KnCommand, EngineConfig, Reply as KnReply, SetCond};
+use dinomo_dataplane::mn::memnode::{CreateMode, NodeOptions};
 use dinomo_dataplane::resp::Limits;
 use dinomo_pmem::{ChainId, PoolConfig};
 
 use crate::info::{DinomoStats, parse_info};
-use crate::target::{
-    CachePolicy, Command, Connection, Durability, Reply, ServerSettings, Target, TargetError,
-};
+use crate::target::{Command, Connection, Reply, ServerSettings, Target, TargetError};
 
 /// Size of the sparse pool file (only what is written takes space).
 pub const POOL_BYTES: u64 = 16 << 30;
@@ -41,8 +36,8 @@ const STATS_SETTLE: Duration = Duration::from_millis(60);
 /// A running embedded node; dropping it stops the node and removes the pool file.
 pub struct EmbeddedTarget {
     store: StoreHandle,
-    node: Option<KnNode>,
-    memnode: Arc<MemoryNode>,
+    /// Present until the target drops.
+    server: Option<AllInOne>,
     dir: PathBuf,
     label: String,
 }
@@ -63,52 +58,21 @@ pub fn start(settings: &ServerSettings) -> Result<EmbeddedTarget, TargetError> {
     ));
     std::fs::create_dir_all(&dir).map_err(failed)?;
     let durability = settings.durability.unwrap_or(Durability::Memory);
-    let memnode = MemoryNode::open(MemnodeConfig {
-        pool: dir.join("pool"),
-        create: CreateMode::Create {
-            config: PoolConfig::with_size(POOL_BYTES),
-            overwrite: false,
-        },
-        durability: match durability {
-            Durability::Memory => MnDurability::Memory,
-            Durability::Flush => MnDurability::Flush,
-        },
-        options: NodeOptions::default(),
-    })
-    .map_err(failed)?;
-    memnode.start_background().map_err(failed)?;
-    let handler: Arc<dyn RpcHandler> = memnode.clone();
     let rtt = settings.rtt_delay.unwrap_or(Duration::ZERO);
-    let fabric = LocalFabric::new(
-        Arc::clone(memnode.backend()),
-        LocalOptions::default()
-            .with_rtt(rtt)
-            .with_rpc_handler(handler),
-    );
     let cores = settings.cores.unwrap_or(1).max(1);
     let cache_bytes = settings.cache_bytes.unwrap_or(CACHE_BYTES_DEFAULT);
-    let policy = match settings.cache_policy.unwrap_or(CachePolicy::Dac) {
-        CachePolicy::Dac => Policy::Dac,
-        CachePolicy::Value => Policy::ValueOnly,
-        CachePolicy::Shortcut => Policy::ShortcutOnly,
-        CachePolicy::None => Policy::None,
-    };
-    let engine = EngineConfig {
-        cache_policy: policy,
-        cache_bytes: (cache_bytes / cores as u64) as usize,
-        durability: match durability {
-            Durability::Memory => kn::Durability::Memory,
-            Durability::Flush => kn::Durability::Flush,
-        },
-        ..EngineConfig::new(ChainId(0), dinomo_pmem::Epoch(1))
-    };
-    let options = KnOptions {
+    let policy = settings.cache_policy.unwrap_or(Policy::Dac);
+    let kn = KnOptions {
         kn: KnId(1),
         host: "127.0.0.1".into(),
         base_port: 0,
         cores,
         first_chain: 0,
-        engine,
+        engine: EngineConfig {
+            cache_policy: policy,
+            cache_bytes: (cache_bytes / cores as u64) as usize,
+            ..EngineConfig::new(ChainId(0), dinomo_pmem::Epoch(1))
+        },
         pin: true,
         sqpoll: false,
         requirepass: None,
@@ -116,17 +80,32 @@ pub fn start(settings: &ServerSettings) -> Result<EmbeddedTarget, TargetError> {
         connections_max: 1,
         listen: false,
     };
-    let stats: Arc<dyn MnStatsSource> = memnode.clone();
-    let node = KnNode::start(&fabric, options, Some(stats)).map_err(failed)?;
-    let store = StoreHandle::new(&node);
+    let started = AllInOne::start(AllInOneConfig {
+        pool: dir.join("pool"),
+        create: CreateMode::Create {
+            config: PoolConfig::with_size(POOL_BYTES),
+            overwrite: false,
+        },
+        durability,
+        memnode: NodeOptions::default(),
+        rtt,
+        kn,
+    });
+    let server = match started {
+        Ok(server) => server,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(failed(e));
+        }
+    };
+    let store = StoreHandle::new(server.node());
     let label = format!(
         "embedded (cores {cores}, cache {cache_bytes} bytes {policy:?}, rtt {rtt:?}, durability {})",
         durability.name()
     );
     Ok(EmbeddedTarget {
         store,
-        node: Some(node),
-        memnode,
+        server: Some(server),
         dir,
         label,
     })
@@ -134,10 +113,9 @@ pub fn start(settings: &ServerSettings) -> Result<EmbeddedTarget, TargetError> {
 
 impl Drop for EmbeddedTarget {
     fn drop(&mut self) {
-        if let Some(node) = self.node.take() {
-            let _ = node.stop();
+        if let Some(server) = self.server.take() {
+            let _ = server.stop();
         }
-        let _ = self.memnode.shutdown();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

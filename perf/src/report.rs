@@ -10,6 +10,8 @@
 //! Per-operation figures divide dinomo's counters (grown over the run phase only) by the operations
 //! the driver completed, so a read-modify-write is one operation even though the server saw a GET
 //! and a SET. The figures by outcome divide each outcome's counters by that outcome's own count.
+//!
+//! Dataplane settings (durability, cache policy) appear by their names ([`by_name`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -518,6 +520,23 @@ impl RunReport {
             }
         }
         out
+    }
+}
+
+/// A dataplane setting ([`Named`]: durability, cache policy) in a report as its name, read back
+/// through the dataplane's own parser (`#[serde(with = "crate::report::by_name")]`).
+pub mod by_name {
+    use dinomo_dataplane::config::{Named, parse_name};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer, T: Named>(value: &T, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(value.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Named>(
+        deserializer: D,
+    ) -> Result<T, D::Error> {
+        parse_name(&String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
     }
 }
 

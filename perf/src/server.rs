@@ -33,6 +33,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use dinomo_dataplane::config::Named;
+
 use crate::constants::{SERVER_LOG_TAIL_BYTES, SERVER_PROBE_INTERVAL, SERVER_START_ATTEMPTS_MAX};
 use crate::info::DinomoStats;
 use crate::resp_client::{CallReply, RespConnection, RespTarget};
@@ -674,7 +676,8 @@ impl Launcher for RunningLauncher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::{CachePolicy, Durability};
+    use dinomo_dataplane::cache::Policy;
+    use dinomo_dataplane::config::Durability;
 
     fn render(template: &str, settings: &ServerSettings) -> Result<Vec<String>, ServerError> {
         CommandTemplate::parse(template)?.render(&TemplateValues {
@@ -710,7 +713,7 @@ mod tests {
     #[test]
     fn substitutes_every_placeholder() {
         let settings = ServerSettings {
-            cache_policy: Some(CachePolicy::Shortcut),
+            cache_policy: Some(Policy::ShortcutOnly),
             cache_bytes: Some(64 << 20),
             rtt_delay: Some(Duration::from_nanos(1600)),
             cores: Some(2),

@@ -18,6 +18,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use dinomo_dataplane::cache::Policy;
+use dinomo_dataplane::config::Named;
 use serde::{Deserialize, Serialize};
 
 use crate::BenchError;
@@ -27,7 +29,7 @@ use crate::constants::SWEEP_POINTS_MAX;
 use crate::plot::{Panel, Series, draw_svg};
 use crate::report::{HitRatio, Machine, RunReport, now_utc};
 use crate::server::{CommandTemplate, TemplateLauncher};
-use crate::target::{CachePolicy, EmbeddedLauncher, Launcher, ServerSettings, TargetSpec};
+use crate::target::{EmbeddedLauncher, Launcher, ServerSettings, TargetSpec};
 use crate::units::format_bytes;
 use crate::workload::{KeyOrder, key_name};
 
@@ -217,13 +219,13 @@ pub fn plan_cache(args: &CacheSweepArgs, show_progress: bool) -> Result<SweepPla
             points.push(SweepPoint {
                 plan: plan.clone(),
                 settings: ServerSettings {
-                    cache_policy: Some(CachePolicy::None),
+                    cache_policy: Some(Policy::None),
                     cache_bytes: Some(0),
                     ..base.clone()
                 },
                 budget_percent: None,
             });
-            for &policy in args.policies.iter().filter(|&&p| p != CachePolicy::None) {
+            for &policy in args.policies.iter().filter(|&&p| p != Policy::None) {
                 for &budget in &args.budgets {
                     points.push(SweepPoint {
                         plan: plan.clone(),
@@ -433,7 +435,7 @@ pub fn run_sweep(
 /// Whether `point` is the baseline of its group.
 fn is_baseline(kind: SweepKind, point: &SweepPointReport, fewest_cores: usize) -> bool {
     match kind {
-        SweepKind::Cache => point.cache_policy.as_deref() == Some(CachePolicy::None.name()),
+        SweepKind::Cache => point.cache_policy.as_deref() == Some(Policy::None.name()),
         SweepKind::Rtt => point.rtt_delay_ns == Some(0),
         SweepKind::Cores => point.cores == Some(fewest_cores),
     }
@@ -534,7 +536,7 @@ pub fn plot(report: &SweepReport, path: &Path) -> Result<(), BenchError> {
                 let points: Vec<&SweepPointReport> = in_group(group);
                 let mut rt = Vec::new();
                 let mut thr = Vec::new();
-                for policy in CachePolicy::ALL {
+                for &policy in Policy::ALL {
                     let of_policy: Vec<&SweepPointReport> = points
                         .iter()
                         .copied()
@@ -543,7 +545,7 @@ pub fn plot(report: &SweepReport, path: &Path) -> Result<(), BenchError> {
                     if of_policy.is_empty() {
                         continue;
                     }
-                    let baseline = policy == CachePolicy::None;
+                    let baseline = policy == Policy::None;
                     // The baseline has no budget: draw it flat across the swept budgets.
                     let x: Metric<'_> = &|p| p.budget_percent;
                     let flat = |value: Option<f64>| -> Vec<(f64, f64)> {

@@ -21,7 +21,8 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use dinomo_dataplane::cache::Policy;
+use dinomo_dataplane::config::Durability;
 
 use crate::info::{DinomoStats, InfoError};
 use crate::resp::RespError;
@@ -202,99 +203,12 @@ impl FromStr for TargetSpec {
     }
 }
 
-/// The cache policies of a dinomo KN.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CachePolicy {
-    /// Disaggregated adaptive caching: values and shortcuts share the budget.
-    Dac,
-    /// Values only.
-    Value,
-    /// Shortcuts only.
-    Shortcut,
-    /// No cache.
-    None,
-}
-
-impl CachePolicy {
-    pub const ALL: [CachePolicy; 4] = [
-        CachePolicy::Dac,
-        CachePolicy::Value,
-        CachePolicy::Shortcut,
-        CachePolicy::None,
-    ];
-
-    /// The name used on command lines, in `{policy}` and in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            CachePolicy::Dac => "dac",
-            CachePolicy::Value => "value",
-            CachePolicy::Shortcut => "shortcut",
-            CachePolicy::None => "none",
-        }
-    }
-}
-
-impl fmt::Display for CachePolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for CachePolicy {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let lower = text.trim().to_ascii_lowercase();
-        CachePolicy::ALL
-            .into_iter()
-            .find(|p| p.name() == lower)
-            .ok_or_else(|| format!("{text:?} is not a cache policy (dac, value, shortcut, none)"))
-    }
-}
-
-/// When a write is acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Durability {
-    /// When it is in memory (dinomo: in the pool; Redis: `appendonly no`).
-    Memory,
-    /// When it is flushed to media (dinomo: flushed; Redis: `appendonly yes`, `appendfsync always`).
-    Flush,
-}
-
-impl Durability {
-    /// The name used on command lines, in `{durability}` and in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Durability::Memory => "memory",
-            Durability::Flush => "flush",
-        }
-    }
-}
-
-impl fmt::Display for Durability {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Durability {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "memory" => Ok(Durability::Memory),
-            "flush" => Ok(Durability::Flush),
-            _ => Err(format!("{text:?} is not a durability (memory, flush)")),
-        }
-    }
-}
-
-/// How a started server is configured. `None` leaves a setting at the server's default.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// How a started server is configured. `None` leaves a setting at the server's default. The
+/// cache policy and durability are the dataplane's own (for Redis, `memory` is `appendonly no`
+/// and `flush` is `appendonly yes` with `appendfsync always`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServerSettings {
-    pub cache_policy: Option<CachePolicy>,
+    pub cache_policy: Option<Policy>,
     pub cache_bytes: Option<u64>,
     pub rtt_delay: Option<Duration>,
     pub cores: Option<usize>,
@@ -437,16 +351,5 @@ mod tests {
             .expect("stats")
             .expect("dinomo reports its counters");
         assert!(stats.counter("ops").is_some_and(|n| n >= 3), "{stats:?}");
-    }
-
-    #[test]
-    fn policies_and_durabilities_parse() {
-        for policy in CachePolicy::ALL {
-            assert_eq!(policy.name().parse::<CachePolicy>().unwrap(), policy);
-        }
-        assert_eq!("DAC".parse::<CachePolicy>().unwrap(), CachePolicy::Dac);
-        assert!("lru".parse::<CachePolicy>().is_err());
-        assert_eq!("flush".parse::<Durability>().unwrap(), Durability::Flush);
-        assert!("disk".parse::<Durability>().is_err());
     }
 }

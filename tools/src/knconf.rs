@@ -6,15 +6,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use clap::ValueEnum;
 use dinomo_dataplane::cache::Policy;
-use dinomo_dataplane::kn::Durability;
+use dinomo_dataplane::config::Durability;
 use dinomo_dataplane::kn::constants::{BATCH_BYTES_MAX_DEFAULT, BATCH_DELAY_DEFAULT};
 use dinomo_dataplane::kn::node::CONNECTIONS_MAX_DEFAULT;
 use dinomo_dataplane::resp::Limits;
+use dinomo_dataplane::units::{parse_duration, parse_size};
 use serde::Deserialize;
 
-use crate::size::{parse_duration, parse_size};
+use crate::named;
 
 /// Default client port; each core listens on the ports after it.
 pub const PORT_DEFAULT: u16 = 7379;
@@ -24,28 +24,8 @@ pub const CACHE_BYTES_DEFAULT: &str = "256MiB";
 pub const BULK_BYTES_DEFAULT: &str = "16MiB";
 /// Most worker cores.
 pub const CORES_MAX: usize = 64;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PolicyArg {
-    /// Disaggregated adaptive caching: values (LRU) and shortcuts (LFU) in one budget.
-    Dac,
-    /// Values only.
-    Value,
-    /// Shortcuts only.
-    Shortcut,
-    /// No cache.
-    None,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DurabilityArg {
-    /// Acknowledge a write once it is in the pool's memory (survives any process crash).
-    Memory,
-    /// Acknowledge a write once it is flushed to the pool's media (survives power loss).
-    Flush,
-}
+/// Longest batch delay or injected round-trip delay.
+pub const DELAY_MAX: Duration = Duration::from_secs(3600);
 
 /// Flags of a KVS node (every one optional: unset ones come from --config or the defaults).
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -66,11 +46,11 @@ pub struct KnFlags {
     #[arg(long, value_name = "SIZE")]
     pub cache_bytes: Option<String>,
     /// What the cache keeps [default: dac].
-    #[arg(long, value_enum, value_name = "POLICY")]
-    pub cache_policy: Option<PolicyArg>,
+    #[arg(long, value_name = "POLICY", value_parser = named::value_parser::<Policy>())]
+    pub cache_policy: Option<Policy>,
     /// When a write is acknowledged [default: memory].
-    #[arg(long, value_enum, value_name = "MODE")]
-    pub durability: Option<DurabilityArg>,
+    #[arg(long, value_name = "MODE", value_parser = named::value_parser::<Durability>())]
+    pub durability: Option<Durability>,
     /// Password clients must give with AUTH (prefer --requirepass-file).
     #[arg(long, value_name = "PASS")]
     pub requirepass: Option<String>,
@@ -108,8 +88,10 @@ pub struct KnFile {
     pub port: Option<u16>,
     pub cores: Option<usize>,
     pub cache_bytes: Option<String>,
-    pub cache_policy: Option<PolicyArg>,
-    pub durability: Option<DurabilityArg>,
+    #[serde(default, deserialize_with = "named::deserialize")]
+    pub cache_policy: Option<Policy>,
+    #[serde(default, deserialize_with = "named::deserialize")]
+    pub durability: Option<Durability>,
     pub requirepass: Option<String>,
     pub requirepass_file: Option<PathBuf>,
     pub maxclients: Option<usize>,
@@ -174,10 +156,14 @@ fn duration(
     default: Duration,
     name: &str,
 ) -> anyhow::Result<Duration> {
-    match flag.as_deref().or(file.as_deref()) {
-        Some(text) => parse_duration(text).map_err(|e| anyhow!("invalid --{name}: {e}")),
-        None => Ok(default),
+    let Some(text) = flag.as_deref().or(file.as_deref()) else {
+        return Ok(default);
+    };
+    let duration = parse_duration(text).map_err(|e| anyhow!("invalid --{name}: {e}"))?;
+    if duration > DELAY_MAX {
+        bail!("invalid --{name}: '{text}' is out of range (0 to 1 hour)");
     }
+    Ok(duration)
 }
 
 /// Merges flags, file and defaults, and checks them.
@@ -243,24 +229,14 @@ pub fn resolve(flags: &KnFlags, file: &KnFile) -> anyhow::Result<KnSettings> {
         port,
         cores,
         cache_bytes,
-        cache_policy: match flags
+        cache_policy: flags
             .cache_policy
             .or(file.cache_policy)
-            .unwrap_or(PolicyArg::Dac)
-        {
-            PolicyArg::Dac => Policy::Dac,
-            PolicyArg::Value => Policy::ValueOnly,
-            PolicyArg::Shortcut => Policy::ShortcutOnly,
-            PolicyArg::None => Policy::None,
-        },
-        durability: match flags
+            .unwrap_or(Policy::Dac),
+        durability: flags
             .durability
             .or(file.durability)
-            .unwrap_or(DurabilityArg::Memory)
-        {
-            DurabilityArg::Memory => Durability::Memory,
-            DurabilityArg::Flush => Durability::Flush,
-        },
+            .unwrap_or(Durability::Memory),
         requirepass,
         maxclients: flags
             .maxclients
@@ -283,4 +259,76 @@ pub fn resolve(flags: &KnFlags, file: &KnFile) -> anyhow::Result<KnSettings> {
         pin: !(flags.no_pin || file.no_pin.unwrap_or(false)),
         sqpoll: flags.sqpoll || file.sqpoll.unwrap_or(false),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags() -> KnFlags {
+        KnFlags {
+            cores: Some(1),
+            ..KnFlags::default()
+        }
+    }
+
+    #[test]
+    fn delays_are_at_most_an_hour() {
+        let resolved = |flags: KnFlags| resolve(&flags, &KnFile::default());
+        let e = resolved(KnFlags {
+            rtt_delay: Some("99999s".into()),
+            ..flags()
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid --rtt-delay: '99999s' is out of range (0 to 1 hour)"
+        );
+        let settings = resolved(KnFlags {
+            batch_delay: Some("1h".into()),
+            rtt_delay: Some("1.6us".into()),
+            ..flags()
+        })
+        .unwrap();
+        assert_eq!(settings.batch_delay, Duration::from_secs(3600));
+        assert_eq!(settings.rtt_delay, Duration::from_nanos(1600));
+        assert!(
+            resolved(KnFlags {
+                batch_delay: Some("fast".into()),
+                ..flags()
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn the_file_names_policy_and_durability_as_the_library_does() {
+        let file: KnFile =
+            toml::from_str("cache_policy = \"value\"\ndurability = \"flush\"\n").unwrap();
+        assert_eq!(file.cache_policy, Some(Policy::ValueOnly));
+        assert_eq!(file.durability, Some(Durability::Flush));
+        let settings = resolve(&flags(), &file).unwrap();
+        assert_eq!(settings.cache_policy, Policy::ValueOnly);
+        assert_eq!(settings.durability, Durability::Flush);
+        let defaults = resolve(&flags(), &KnFile::default()).unwrap();
+        assert_eq!(defaults.cache_policy, Policy::Dac);
+        assert_eq!(defaults.durability, Durability::Memory);
+        let e = toml::from_str::<KnFile>("durability = \"disk\"\n").unwrap_err();
+        assert!(e.to_string().contains("is not a durability"), "{e}");
+    }
+
+    #[test]
+    fn sizes_take_every_spelling_of_a_binary_unit() {
+        for text in ["8M", "8MiB", "8MB"] {
+            let settings = resolve(
+                &KnFlags {
+                    cache_bytes: Some(text.into()),
+                    ..flags()
+                },
+                &KnFile::default(),
+            )
+            .unwrap();
+            assert_eq!(settings.cache_bytes, 8 << 20, "{text}");
+        }
+    }
 }

@@ -15,8 +15,8 @@
 mod kn;
 mod knconf;
 mod memnode;
+mod named;
 mod serve;
-mod size;
 
 use std::process::ExitCode;
 

@@ -16,18 +16,19 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use clap::ValueEnum;
+use dinomo_dataplane::config::{Durability, Named};
 use dinomo_dataplane::fabric::RpcHandler;
 use dinomo_dataplane::fabric::tcp::frame::TOKEN_BYTES_MAX;
 use dinomo_dataplane::mn::memnode::{
-    CreateMode, Durability, MERGE_THREADS_DEFAULT, MERGE_THREADS_MAX, MemnodeConfig, MemoryNode,
-    MnError, NodeOptions,
+    CreateMode, MERGE_THREADS_DEFAULT, MERGE_THREADS_MAX, MemnodeConfig, MemoryNode, MnError,
+    NodeOptions,
 };
 use dinomo_dataplane::mn::tcp_server::{TcpServer, TcpServerConfig};
+use dinomo_dataplane::units::parse_size;
 use dinomo_pmem::constants::BLOCK_SIZE_DEFAULT;
 use dinomo_pmem::{PoolConfig, PoolError};
 
-use crate::size::parse_size;
+use crate::named;
 
 /// Size of a pool made by `--create` without `--size` (the file is sparse).
 const POOL_SIZE_DEFAULT: &str = "1GiB";
@@ -50,7 +51,8 @@ const LOG: &str = "dinomo memnode";
         --listen 0.0.0.0:7000 --token-file /etc/dinomo/token\n  \
         dinomo memnode --pool /mnt/pmem/dinomo.pool --listen 0.0.0.0:7000 \\\n      \
         --token-file /etc/dinomo/token --durability memory --merge-threads 2\n\n\
-        Sizes take binary units: B, KiB, MiB, GiB, TiB (K, M, G, T are the same)."
+        Sizes take binary units: B, K, M, G, T (KB = KiB = K, MB = MiB = M, ...: all powers of \
+        1024)."
 )]
 pub struct Args {
     /// The pool file (on a DAX file system for real persistent memory).
@@ -80,19 +82,12 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
     /// When a write counts as durable.
-    #[arg(long, value_enum, default_value_t = DurabilityArg::Flush)]
-    durability: DurabilityArg,
+    #[arg(long, value_parser = named::value_parser::<Durability>(),
+          default_value_t = Durability::Flush)]
+    durability: Durability,
     /// Background merge threads (0 merges only when a KN asks).
     #[arg(long, value_name = "N", default_value_t = MERGE_THREADS_DEFAULT)]
     merge_threads: usize,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum DurabilityArg {
-    /// In the pool's memory: survives a crash of any process, not a power loss.
-    Memory,
-    /// Flushed to media: survives a power loss.
-    Flush,
 }
 
 /// Runs the memory node until a stop signal.
@@ -125,14 +120,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let stop = crate::serve::install_signals()?;
 
-    let durability = match args.durability {
-        DurabilityArg::Memory => Durability::Memory,
-        DurabilityArg::Flush => Durability::Flush,
-    };
     let node = MemoryNode::open(MemnodeConfig {
         pool: args.pool.clone(),
         create,
-        durability,
+        durability: args.durability,
         options: NodeOptions {
             merge_threads: args.merge_threads,
             ..NodeOptions::default()
@@ -166,7 +157,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "{LOG}: serving boot {} on {addr}; durability {}, merge threads {threads}; \
          SIGTERM or SIGINT stops",
         node.boot(),
-        durability.name(),
+        args.durability.name(),
     );
 
     let mut failure_logged = false;

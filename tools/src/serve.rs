@@ -1,5 +1,6 @@
 //! `dinomo serve`: the all-in-one server — a memory node on a pool file in `--dir`, and one KVS
-//! node over the local fabric, in one process. With no arguments it creates or opens
+//! node over the local fabric, in one process ([`dinomo_dataplane::allinone`] wires them). With
+//! no arguments it creates or opens
 //! `./dinomo-data/`, listens on 127.0.0.1:7379 (each core also on the ports after it), and
 //! prints `listening on <addr>` as its only line on stdout. Ctrl-C or SIGTERM stops it cleanly:
 //! every write a core staged is committed and acknowledged (or failed) before the pool is
@@ -13,20 +14,17 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use dinomo_control::KnId;
-use dinomo_dataplane::fabric::RpcHandler;
-use dinomo_dataplane::fabric::local::{LocalFabric, LocalOptions};
+use dinomo_dataplane::allinone::{AllInOne, AllInOneConfig};
+use dinomo_dataplane::config::Named;
 use dinomo_dataplane::kn::EngineConfig;
 use dinomo_dataplane::kn::node::{KnNode, KnOptions};
-use dinomo_dataplane::kn::shared::MnStatsSource;
-use dinomo_dataplane::mn::memnode::{
-    CreateMode, Durability as MnDurability, MemnodeConfig, MemoryNode, NodeOptions,
-};
+use dinomo_dataplane::mn::memnode::{CreateMode, NodeOptions};
+use dinomo_dataplane::units::parse_size;
 use dinomo_pmem::constants::BLOCK_SIZE_DEFAULT;
 use dinomo_pmem::{ChainId, PoolConfig};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::knconf::{KnFlags, KnSettings, read_file, resolve};
-use crate::size::parse_size;
 
 /// Directory of the pool when --dir is not given.
 const DIR_DEFAULT: &str = "dinomo-data";
@@ -48,7 +46,7 @@ const LOG: &str = "dinomo serve";
     dinomo serve\n  \
     dinomo serve --dir /var/lib/dinomo --port 6379 --cores 4 --cache-bytes 4GiB --durability flush\n  \
     dinomo serve --config /etc/dinomo/serve.toml\n\n\
-    Sizes take binary units (KiB, MiB, GiB); durations take ns, us, ms or s.")]
+    Sizes take binary units: 8M, 8MB and 8MiB are all 8 MiB; durations take ns, us, ms, s, m or h.")]
 pub struct Args {
     /// Directory of the pool file [default: ./dinomo-data].
     #[arg(long, value_name = "PATH")]
@@ -94,35 +92,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         block_size,
         ..PoolConfig::with_size(pool_size)
     };
-    let memnode = MemoryNode::open(MemnodeConfig {
+    let server = AllInOne::start(AllInOneConfig {
         pool: dir.join(POOL_FILE),
         create: CreateMode::CreateIfMissing(pool_config),
-        durability: match settings.durability {
-            dinomo_dataplane::kn::Durability::Memory => MnDurability::Memory,
-            dinomo_dataplane::kn::Durability::Flush => MnDurability::Flush,
-        },
-        options: NodeOptions {
+        durability: settings.durability,
+        memnode: NodeOptions {
             merge_threads,
             ..NodeOptions::default()
         },
-    })
-    .map_err(|e| anyhow!("cannot open the pool in {}: {e}", dir.display()))?;
+        rtt: settings.rtt_delay,
+        kn: kn_options(&settings, KnId(1), 0),
+    })?;
+    let memnode = Arc::clone(server.memnode());
     for line in memnode.startup_report().to_string().lines() {
         eprintln!("{LOG}: {line}");
     }
-    memnode.start_background()?;
-
-    let handler: Arc<dyn RpcHandler> = memnode.clone();
-    let fabric = LocalFabric::new(
-        Arc::clone(memnode.backend()),
-        LocalOptions::default()
-            .with_rtt(settings.rtt_delay)
-            .with_rpc_handler(handler),
-    );
-    let stats: Arc<dyn MnStatsSource> = memnode.clone();
-    let node = KnNode::start(&fabric, kn_options(&settings, KnId(1), 0), Some(stats))
-        .context("cannot start the KVS node")?;
-    announce(&node, &settings, LOG)?;
+    announce(server.node(), &settings, LOG)?;
 
     while !stop.load(Ordering::SeqCst) {
         if let Some(reason) = memnode.failure() {
@@ -132,8 +117,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         std::thread::sleep(CONTROL_TICK);
     }
     eprintln!("{LOG}: stopping");
-    node.stop().context("stopping the KVS node")?;
-    let report = memnode.shutdown()?;
+    let report = server.stop()?;
     eprintln!(
         "{LOG}: clean shutdown (the last merge folded {} entries)",
         report.merged.entries
@@ -202,14 +186,14 @@ pub fn announce(node: &KnNode, settings: &KnSettings, log: &str) -> anyhow::Resu
         })
         .collect();
     eprintln!(
-        "{log}: serving on {base} as kn {} (incarnation {}); cores: {}; cache {} per core ({:?}); \
-         durability {:?}{}",
+        "{log}: serving on {base} as kn {} (incarnation {}); cores: {}; cache {} per core ({}); \
+         durability {}{}",
         node.shared().identity.kn,
         node.incarnation(),
         cores.join(", "),
         settings.cache_bytes / settings.cores as u64,
-        settings.cache_policy,
-        settings.durability,
+        settings.cache_policy.name(),
+        settings.durability.name(),
         if settings.requirepass.is_some() {
             "; AUTH required"
         } else {

@@ -218,7 +218,7 @@ fn bad_settings_fail_cleanly_and_help_names_the_flags() {
             "invalid value 'bogus'",
         ),
         (
-            vec!["serve", "--dir", d, "--pool-size", "3GB"],
+            vec!["serve", "--dir", d, "--pool-size", "1.5B"],
             "invalid --pool-size",
         ),
         (

@@ -28,7 +28,8 @@
 //!
 //! The same code offers the baselines: [`Policy::ValueOnly`] (an LRU of values, a key whose value
 //! does not fit is not cached), [`Policy::ShortcutOnly`] (an LRU of shortcuts) and
-//! [`Policy::None`] (nothing is cached, every lookup misses).
+//! [`Policy::None`] (nothing is cached, every lookup misses). Their names on command lines and in
+//! `INFO` (`dac`, `value`, `shortcut`, `none`) are the policy's [`Named`] implementation.
 //!
 //! Costs are real bytes, not nominal sizes: a value costs its key and value length plus
 //! [`ENTRY_OVERHEAD_BYTES`], a shortcut its key length plus [`SHORTCUT_BYTES`] plus the same
@@ -64,6 +65,7 @@ use std::fmt;
 use std::mem::size_of;
 use std::sync::Arc;
 
+use crate::config::{Named, display_and_parse_by_name};
 use slab::{List, NIL, Node, Slab};
 
 /// The hash map a core keeps per key (cache index, in-flight and unmerged keys): foldhash, seeded
@@ -135,6 +137,38 @@ pub enum Policy {
     /// No caching: every lookup misses.
     None,
 }
+
+impl Named for Policy {
+    const WHAT: &'static str = "cache policy";
+    const ALL: &'static [Policy] = &[
+        Policy::Dac,
+        Policy::ValueOnly,
+        Policy::ShortcutOnly,
+        Policy::None,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Policy::Dac => "dac",
+            Policy::ValueOnly => "value",
+            Policy::ShortcutOnly => "shortcut",
+            Policy::None => "none",
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Policy::Dac => {
+                "disaggregated adaptive caching: values (LRU) and shortcuts (LFU) in one budget"
+            }
+            Policy::ValueOnly => "values only",
+            Policy::ShortcutOnly => "shortcuts only",
+            Policy::None => "no cache",
+        }
+    }
+}
+
+display_and_parse_by_name!(Policy);
 
 /// Where a key's newest log entry lives in the pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

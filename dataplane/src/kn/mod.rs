@@ -30,7 +30,5 @@ pub mod slab;
 pub mod stats;
 pub mod worker;
 
-pub use engine::{
-    Command, Durability, Engine, EngineConfig, EngineError, Reply, SetCond, StartError, Tag,
-};
+pub use engine::{Command, Engine, EngineConfig, EngineError, Reply, SetCond, StartError, Tag};
 pub use stats::{EngineStats, Outcome};

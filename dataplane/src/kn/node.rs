@@ -15,6 +15,7 @@ use std::time::Instant;
 use dinomo_control::{ClusterMap, CoreId, Incarnation, KnId, MapError};
 use dinomo_pmem::{ChainId, Epoch};
 
+use crate::config::Named;
 use crate::fabric::{Fabric, VerbError};
 use crate::kn::control::{ControlError, ControlThread, RemoteStats, WorkerControl};
 use crate::kn::engine::{Engine, EngineConfig, StartError};
@@ -169,16 +170,8 @@ impl KnNode {
             core_ids: core_ids.clone(),
             pool_uuid: uuid.iter().map(|b| format!("{b:02x}")).collect(),
             fabric: fabric.name(),
-            durability: match options.engine.durability {
-                crate::kn::Durability::Memory => "memory",
-                crate::kn::Durability::Flush => "flush",
-            },
-            cache_policy: match options.engine.cache_policy {
-                crate::cache::Policy::Dac => "dac",
-                crate::cache::Policy::ValueOnly => "value",
-                crate::cache::Policy::ShortcutOnly => "shortcut",
-                crate::cache::Policy::None => "none",
-            },
+            durability: options.engine.durability.name(),
+            cache_policy: options.engine.cache_policy.name(),
             cache_bytes_per_core: options.engine.cache_bytes,
             started: Instant::now(),
         };

@@ -37,6 +37,7 @@ use dinomo_pmem::Epoch;
 
 use super::proto::{ALLOC_BLOCKS_MAX, ErrorCode, MnStats, PROTO_VERSION, Request, Response};
 use super::sessions::{SessionError, Sessions};
+use crate::config::Durability;
 use crate::fabric::{PeerId, RpcHandler};
 
 /// Merge threads a node starts unless told otherwise.
@@ -57,24 +58,6 @@ pub const REPORT_CHAINS_LISTED_MAX: usize = 16;
 const _: () = assert!(MERGE_THREADS_DEFAULT >= 1 && MERGE_THREADS_DEFAULT <= MERGE_THREADS_MAX);
 const _: () = assert!(MERGE_IDLE_SLEEP_MIN.as_nanos() <= MERGE_IDLE_SLEEP_MAX.as_nanos());
 const _: () = assert!(ALLOC_BLOCKS_MAX >= 1);
-
-/// When a write is acknowledged (DESIGN.md §3): once it is in the pool's memory (it survives a
-/// KN or MN process crash) or once it is flushed to media (it survives power loss).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Durability {
-    Memory,
-    #[default]
-    Flush,
-}
-
-impl Durability {
-    pub fn name(self) -> &'static str {
-        match self {
-            Durability::Memory => "memory",
-            Durability::Flush => "flush",
-        }
-    }
-}
 
 /// Whether to open an existing pool file or create one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,7 +103,7 @@ impl MemnodeConfig {
         MemnodeConfig {
             pool: pool.into(),
             create: CreateMode::Open,
-            durability: Durability::default(),
+            durability: Durability::Flush,
             options: NodeOptions::default(),
         }
     }

@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use dinomo_control::{ClusterMap, CoreId, Incarnation, KnId};
 use dinomo_dataplane::cache::Policy;
+use dinomo_dataplane::config::Durability;
 use dinomo_dataplane::fabric::Fabric;
 use dinomo_dataplane::fabric::local::{LocalFabric, LocalOptions};
 use dinomo_dataplane::kn::node::{CONNECTIONS_MAX_DEFAULT, KnNode, KnOptions};
-use dinomo_dataplane::kn::{Command, Durability, Engine, EngineConfig, Reply, SetCond};
+use dinomo_dataplane::kn::{Command, Engine, EngineConfig, Reply, SetCond};
 use dinomo_dataplane::mn::client::MnClient;
 use dinomo_dataplane::mn::memnode::{MemoryNode, NodeOptions};
 use dinomo_dataplane::resp::Limits;

@@ -16,8 +16,9 @@ use dinomo_pmem::staging::EntryLoc;
 use dinomo_pmem::{AppendError, Op, Version};
 
 use super::requests::{ReqId, State};
-use super::{Command, Durability, Engine, EngineError, Reply, WrKind, wr};
+use super::{Command, Engine, EngineError, Reply, WrKind, wr};
 use crate::cache::Shortcut;
+use crate::config::Durability;
 use crate::fabric::{CompletionData, Verb, VerbError, VerbKind};
 use crate::kn::constants::UNMERGED_BLOCKS_MAX;
 use crate::kn::stats::Outcome;

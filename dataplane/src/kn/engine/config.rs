@@ -6,20 +6,12 @@ use dinomo_control::Incarnation;
 use dinomo_pmem::{ChainId, Epoch};
 
 use crate::cache::Policy;
+use crate::config::Durability;
 use crate::fabric::VerbError;
 use crate::kn::constants::{
     BATCH_BYTES_MAX_DEFAULT, BATCH_DELAY_DEFAULT, CACHE_BYTES_DEFAULT, VALUE_HINT_DEFAULT,
 };
 use crate::mn::client::ClientError;
-
-/// How writes are acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// When the batch is in the pool's memory.
-    Memory,
-    /// When the batch is flushed to the pool's media.
-    Flush,
-}
 
 /// Settings of one engine.
 #[derive(Debug, Clone)]

@@ -37,7 +37,7 @@ use dinomo_control::slot_of;
 use dinomo_pmem::Layout;
 
 pub use command::{Command, EngineError, Reply, SetCond, Tag};
-pub use config::{Durability, EngineConfig, StartError};
+pub use config::{EngineConfig, StartError};
 
 use crate::cache::Cache;
 use crate::fabric::{Completion, CompletionData, QueuePair, WrId};

@@ -134,6 +134,8 @@ impl AllInOne {
     }
 
     /// Stops the KVS node, then shuts the memory node down (its last merge and clean-stop mark).
+    /// The pool file stays open (and locked) until the node's last
+    /// [`crate::kn::embedded::StoreHandle`] is dropped too: the handles share the node's state.
     pub fn stop(mut self) -> Result<ShutdownReport, AllInOneError> {
         if let Some(node) = self.node.take() {
             node.stop().map_err(AllInOneError::Stop)?;

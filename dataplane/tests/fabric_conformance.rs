@@ -19,11 +19,10 @@ use dinomo_dataplane::fabric::{
 };
 use dinomo_dataplane::mn::tcp_server::{TcpServer, TcpServerConfig};
 use dinomo_pmem::{MemBackend, PoolOffset, SharedBackend};
+use dinomo_testkit::{HANG, TempDir};
 
 /// Pool size of most tests.
 const POOL_BYTES: u64 = 1 << 20;
-/// Deadline that turns a hung wait into a failure.
-const HANG: Duration = Duration::from_secs(30);
 const TOKEN: &[u8] = b"conformance-token";
 
 /// The RPC handler of the suite: echoes with a prefix, and holds requests named "gate" until
@@ -887,19 +886,8 @@ fn rpc_without_a_handler_is_refused() {
 fn local_verbs_on_a_shared_pool_file_with_tcp_rpcs() {
     use dinomo_pmem::backend::{FileBackend, FileOptions, OpenMode};
 
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let path =
-        std::env::temp_dir().join(format!("dinomo-fabric-{}-{nanos}.pool", std::process::id()));
-    struct RemoveOnDrop(std::path::PathBuf);
-    impl Drop for RemoveOnDrop {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-    let _cleanup = RemoveOnDrop(path.clone());
+    let dir = TempDir::new("fabric");
+    let path = dir.path("pool");
     let mn: SharedBackend = Arc::new(
         FileBackend::open(
             &path,

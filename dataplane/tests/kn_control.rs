@@ -4,8 +4,6 @@
 //! by the core a request was handed over to, and by the embedded API — while the slots the node
 //! keeps are served as before. `CLUSTER SLOTS` and `CLUSTER NODES` describe the new map.
 
-mod kn_harness;
-
 use dinomo_control::{
     ChainId, ClusterMap, CoreId, CoreInfo, Incarnation, KnId, NodeInfo, Owner, Slot, SlotRange,
     slot_of,
@@ -13,7 +11,7 @@ use dinomo_control::{
 use dinomo_dataplane::kn::control::ControlError;
 use dinomo_dataplane::kn::embedded::{StoreError, StoreHandle};
 use dinomo_dataplane::kn::node::{KnNode, NodeError};
-use kn_harness::*;
+use dinomo_testkit::kn::*;
 
 /// The address the map gives the other node's only core.
 const ELSEWHERE: &str = "10.9.8.7:7777";

@@ -2,13 +2,11 @@
 //! shortcut, unmerged log, index), group-committed writes, block switches and the merge
 //! catching up, conditional writes, and the round trips each path costs.
 
-mod kn_harness;
-
 use dinomo_dataplane::cache::Policy;
 use dinomo_dataplane::kn::{Command, Outcome, Reply, SetCond};
 use dinomo_index::MergeScope;
 use dinomo_pmem::ChainId;
-use kn_harness::*;
+use dinomo_testkit::kn::*;
 
 fn value(i: u32, version: u32, len: usize) -> Vec<u8> {
     let mut v = format!("{i}:{version}:").into_bytes();

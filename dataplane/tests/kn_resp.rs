@@ -2,14 +2,12 @@
 //! raw sockets: commands, pipelining, RESP3, binary data, large values, AUTH, bad input, and
 //! the embedded API from several threads.
 
-mod kn_harness;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 use dinomo_dataplane::kn::embedded::StoreHandle;
-use kn_harness::*;
+use dinomo_testkit::kn::*;
 
 fn client(addr: std::net::SocketAddr, extra: &str) -> redis::Connection {
     let url = format!("redis://{}{}", addr, extra);

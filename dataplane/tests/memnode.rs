@@ -6,7 +6,7 @@
 //! Nothing here depends on timing: waits have a deadline only so that a hang fails the test.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,35 +14,27 @@ use dinomo_control::{ClusterMap, CoreId, Incarnation, KnId};
 use dinomo_dataplane::config::Durability;
 use dinomo_dataplane::fabric::local::{LocalFabric, LocalOptions};
 use dinomo_dataplane::fabric::{
-    CompletionData, Fabric, QueuePair, RpcHandler, Verb, WrId, wait_for, wait_for_until,
+    CompletionData, Fabric, QueuePair, Verb, WrId, wait_for, wait_for_until,
 };
 use dinomo_dataplane::mn::client::{ClientError, MnClient, rpc, rpc_timeout};
 use dinomo_dataplane::mn::memnode::{CreateMode, MemnodeConfig, MemoryNode, MnError, NodeOptions};
 use dinomo_dataplane::mn::proto::{ErrorCode, PROTO_VERSION, Request, Response};
 use dinomo_index::IndexConfig;
-use dinomo_pmem::error::AppendError;
 use dinomo_pmem::{
     BlockId, BlockState, ChainId, Epoch, Layout, MemBackend, Op, PoolConfig, PoolError,
-    SharedBackend, Staging, Version,
+    SharedBackend,
 };
+use dinomo_testkit::{ChainWriter, HANG, INCARNATION, MemMn, TempDir, map_of_every_chain};
 
 /// Pool of most tests, with small blocks so that batches cross blocks.
 const POOL_BYTES: u64 = 4 << 20;
 const BLOCK_BYTES: u64 = 4096;
 /// Largest batch the test writer stages.
 const BATCH_BYTES_MAX: u64 = 16 << 10;
-/// Deadline that turns a hang into a failure.
-const HANG: Duration = Duration::from_secs(30);
-/// The incarnation the tests' connections say hello as; the map a test stores gives it every
-/// chain.
-const INCARNATION: Incarnation = Incarnation(0x7e57_0001);
 
-struct Setup {
-    backend: SharedBackend,
-    node: Arc<MemoryNode>,
-    fabric: LocalFabric,
-    claimed: std::sync::OnceLock<()>,
-}
+/// The tests' memory node; its connections say hello as [`INCARNATION`], which the map it
+/// claims on the first attach gives every chain.
+type Setup = MemMn;
 
 fn options(merge_threads: usize) -> NodeOptions {
     NodeOptions {
@@ -52,60 +44,26 @@ fn options(merge_threads: usize) -> NodeOptions {
 }
 
 fn setup(merge_threads: usize) -> Setup {
-    let backend: SharedBackend = Arc::new(MemBackend::new(POOL_BYTES));
-    let node = MemoryNode::open_backend(
-        Arc::clone(&backend),
-        Some(&PoolConfig::small(POOL_BYTES, BLOCK_BYTES)),
+    MemMn::new(
+        &PoolConfig::small(POOL_BYTES, BLOCK_BYTES),
         options(merge_threads),
     )
-    .expect("a new pool opens");
-    serve(backend, node)
 }
 
-fn serve(backend: SharedBackend, node: Arc<MemoryNode>) -> Setup {
-    let handler: Arc<dyn RpcHandler> = node.clone();
-    let fabric = LocalFabric::new(
-        Arc::clone(&backend),
-        LocalOptions::default().with_rpc_handler(handler),
-    );
-    Setup {
-        backend,
-        node,
-        fabric,
-        claimed: std::sync::OnceLock::new(),
-    }
+/// A map of one node, `kn` run by `incarnation`, whose cores write every chain of the pool.
+fn map(layout: &Layout, kn: u32, incarnation: Incarnation, epoch: Epoch) -> ClusterMap {
+    map_of_every_chain(layout.chain_count, KnId(kn), incarnation, "writer", epoch)
 }
 
-/// A map of one node run by `incarnation` whose cores write every chain of the pool.
-fn map_of_every_chain(
-    layout: &Layout,
-    kn: u32,
-    incarnation: Incarnation,
-    epoch: Epoch,
-) -> ClusterMap {
-    let cores: Vec<(CoreId, u16, ChainId)> = (0..layout.chain_count.min(256))
-        .map(|c| (CoreId(c as u16), 1000 + c as u16, ChainId(c)))
-        .collect();
-    ClusterMap::single_node(KnId(kn), incarnation, "writer", &cores, epoch).expect("a valid map")
+/// What the tests ask of their memory node beyond the testkit's.
+trait SetupExt {
+    fn attach(&self, chain: u32) -> Response;
+    fn call(&self, request: Request) -> Response;
+    fn refused(&self, request: Request) -> ErrorCode;
+    fn value(&self, key: &[u8]) -> Option<Vec<u8>>;
 }
 
-impl Setup {
-    /// A queue pair that said hello as [`INCARNATION`].
-    fn qp(&self) -> Box<dyn QueuePair> {
-        let mut qp = self.fabric.connect().expect("local queue pair");
-        MnClient::new(&mut *qp).hello(INCARNATION).expect("hello");
-        qp
-    }
-    /// A queue pair that may attach any chain: the stored map gives them all to [`INCARNATION`].
-    fn attach_qp(&self) -> Box<dyn QueuePair> {
-        self.claimed.get_or_init(|| {
-            let layout = self.layout();
-            MnClient::new(&mut *self.qp())
-                .store_next_map(|epoch| Ok(map_of_every_chain(&layout, 1, INCARNATION, epoch)))
-                .expect("the test map is stored");
-        });
-        self.qp()
-    }
+impl SetupExt for Setup {
     /// `Attach` of `chain` on a new connection (closed again when this returns).
     fn attach(&self, chain: u32) -> Response {
         call(
@@ -114,9 +72,6 @@ impl Setup {
                 chain: ChainId(chain),
             },
         )
-    }
-    fn layout(&self) -> Layout {
-        *self.node.pool().layout()
     }
     fn call(&self, request: Request) -> Response {
         call(&mut *self.qp(), request)
@@ -144,137 +99,39 @@ fn refused(qp: &mut dyn QueuePair, request: Request) -> ErrorCode {
     }
 }
 
-/// A KN chain writer over the fabric: stages entries, commits a batch as one doorbell of data
-/// WRITEs followed by the tail WRITEs, and asks for a spare block when staging needs one.
-struct Writer {
-    qp: Box<dyn QueuePair>,
-    layout: Layout,
-    chain: ChainId,
-    staging: Staging,
-    next_seq: u64,
-    next_wr: u64,
-}
+/// The testkit's chain writer on a connection that may attach any chain; an error fails the
+/// test.
+struct Writer(ChainWriter);
 
 impl Writer {
     fn attach(s: &Setup, chain: u32) -> Writer {
-        let mut qp = s.attach_qp();
-        let Response::Attached {
-            head,
-            used,
-            next_seq,
-            ..
-        } = call(
-            &mut *qp,
-            Request::Attach {
-                chain: ChainId(chain),
-            },
+        Writer(
+            ChainWriter::attach(s.attach_qp(), s.layout(), ChainId(chain), BATCH_BYTES_MAX)
+                .expect("attach"),
         )
-        else {
-            panic!("attach answered with something else")
-        };
-        let layout = s.layout();
-        Writer {
-            staging: Staging::new(&layout, head, used, BATCH_BYTES_MAX, false),
-            qp,
-            layout,
-            chain: ChainId(chain),
-            next_seq,
-            next_wr: 0,
-        }
     }
 
     /// Stages a put; returns the block the entry went to.
     fn put(&mut self, key: &[u8], value: &[u8]) -> BlockId {
-        self.append(Op::Put, key, value)
+        self.0.append(Op::Put, key, value).expect("put")
     }
 
     fn delete(&mut self, key: &[u8]) -> BlockId {
-        self.append(Op::Delete, key, b"")
-    }
-
-    fn append(&mut self, op: Op, key: &[u8], value: &[u8]) -> BlockId {
-        loop {
-            let version = Version {
-                epoch: Epoch(1),
-                seq: self.next_seq,
-            };
-            match self.staging.append(op, key, value, version) {
-                Ok(loc) => {
-                    self.next_seq += 1;
-                    return loc.block;
-                }
-                Err(AppendError::NeedBlock) => {
-                    let Response::Blocks(blocks) = call(
-                        &mut *self.qp,
-                        Request::AllocBlocks {
-                            chain: self.chain,
-                            count: 1,
-                        },
-                    ) else {
-                        panic!("AllocBlocks answered with something else")
-                    };
-                    self.staging.set_spare(blocks[0]);
-                }
-                Err(AppendError::BatchFull) => self.commit(),
-                Err(e) => panic!("append: {e}"),
-            }
-        }
+        self.0.append(Op::Delete, key, b"").expect("delete")
     }
 
     /// Commits the staged batch; returns when its last WRITE (the commit point) has completed.
     fn commit(&mut self) {
-        let plan = self.staging.plan(&self.layout);
-        if plan.tails.is_empty() {
-            return;
-        }
-        let mut batch = Vec::new();
-        for w in &plan.writes {
-            batch.push(Verb::Write {
-                remote: w.to,
-                data: self.staging.bytes(w).to_vec(),
-                persist: true,
-            });
-        }
-        for &(at, word) in &plan.tails {
-            batch.push(Verb::Write {
-                remote: at,
-                data: word.to_le_bytes().to_vec(),
-                persist: true,
-            });
-        }
-        let first = self.next_wr;
-        self.next_wr += batch.len() as u64;
-        let ids: Vec<WrId> = (first..self.next_wr).map(WrId).collect();
-        self.qp
-            .post_batch(ids.iter().copied().zip(batch).collect())
-            .expect("post the batch");
-        let mut others = Vec::new();
-        let deadline = Instant::now() + HANG;
-        for &wr in ids.iter().rev() {
-            let c = wait_for_until(&mut *self.qp, wr, &mut others, deadline)
-                .expect("the batch completes");
-            assert_eq!(c.result, Ok(CompletionData::None), "WRITE {wr:?}");
-        }
-        assert!(others.is_empty());
-        self.staging.committed();
+        self.0.commit().expect("commit");
     }
 
     fn head(&self) -> (BlockId, u64) {
-        self.staging.head()
+        self.0.head()
     }
 
     /// One spare block for the chain, handed out and never linked.
     fn spare(&mut self) -> BlockId {
-        let Response::Blocks(spare) = call(
-            &mut *self.qp,
-            Request::AllocBlocks {
-                chain: self.chain,
-                count: 1,
-            },
-        ) else {
-            panic!("expected Blocks")
-        };
-        spare[0]
+        self.0.spare().expect("a spare block")
     }
 }
 
@@ -382,7 +239,7 @@ fn attach_after_writes_continues_the_sequence_and_merges_the_tail() {
     // A spare handed out but never linked: the next attach frees it.
     let spare = [w.spare()];
     let (head, used) = w.head();
-    let written = w.next_seq - 1;
+    let written = w.0.next_seq() - 1;
     assert_eq!(written, 121);
     assert_eq!(s.value(&key(1)), None, "nothing merged yet");
     // The writer's connection closes: the chain is free for a new session.
@@ -411,7 +268,7 @@ fn attach_after_writes_continues_the_sequence_and_merges_the_tail() {
     ));
     // The chain keeps going after the new session's sequence.
     let mut w2 = Writer::attach(&s, 0);
-    assert_eq!(w2.next_seq, written + 1);
+    assert_eq!(w2.0.next_seq(), written + 1);
     w2.put(&key(7), b"back");
     w2.commit();
     merged_entries(s.call(Request::MergeAll { chain: ChainId(0) }));
@@ -647,17 +504,17 @@ fn cluster_map_is_a_compare_and_swap_of_validated_maps() {
     let layout = s.layout();
     let mut qp = s.qp();
     assert_eq!(s.call(Request::GetClusterMap), Response::ClusterMap(None));
-    let one = map_of_every_chain(&layout, 1, INCARNATION, Epoch(1));
+    let one = map(&layout, 1, INCARNATION, Epoch(1));
     assert_eq!(put_map(&mut *qp, 0, &one), Ok(Response::Stored));
     assert_eq!(
         s.call(Request::GetClusterMap),
         Response::ClusterMap(Some((Epoch(1), dinomo_control::encode(&one))))
     );
     // The expected epoch must be the stored one, and the map's the next.
-    let two = map_of_every_chain(&layout, 1, INCARNATION, Epoch(2));
+    let two = map(&layout, 1, INCARNATION, Epoch(2));
     assert_eq!(put_map(&mut *qp, 0, &two), Err(ErrorCode::Stale));
     assert_eq!(put_map(&mut *qp, 2, &two), Err(ErrorCode::Stale));
-    let three = map_of_every_chain(&layout, 1, INCARNATION, Epoch(3));
+    let three = map(&layout, 1, INCARNATION, Epoch(3));
     assert_eq!(put_map(&mut *qp, 1, &three), Err(ErrorCode::BadRequest));
     // The payload must decode to a valid map whose chains the pool has.
     for payload in [b"not a map".to_vec(), Vec::new()] {
@@ -702,15 +559,15 @@ fn a_map_may_not_take_the_slots_of_a_live_incarnation() {
     let layout = s.layout();
     // `INCARNATION` is live while its connection is open.
     let mut owner = s.qp();
-    let mine = map_of_every_chain(&layout, 1, INCARNATION, Epoch(1));
+    let mine = map(&layout, 1, INCARNATION, Epoch(1));
     assert_eq!(put_map(&mut *owner, 0, &mine), Ok(Response::Stored));
     let other = Incarnation(0x0e11);
     let mut rival = s.fabric.connect().unwrap();
     MnClient::new(&mut *rival).hello(other).unwrap();
-    let theirs = map_of_every_chain(&layout, 2, other, Epoch(2));
+    let theirs = map(&layout, 2, other, Epoch(2));
     assert_eq!(put_map(&mut *rival, 1, &theirs), Err(ErrorCode::Conflict));
     // The same kn id with another incarnation (a second process with the same --kn-id) too.
-    let restart = map_of_every_chain(&layout, 1, other, Epoch(2));
+    let restart = map(&layout, 1, other, Epoch(2));
     assert_eq!(put_map(&mut *rival, 1, &restart), Err(ErrorCode::Conflict));
     // A map that keeps the live node as it is may be stored.
     assert_eq!(
@@ -721,7 +578,7 @@ fn a_map_may_not_take_the_slots_of_a_live_incarnation() {
     // fenced — it can never say hello again.
     drop(owner);
     assert!(!s.node.is_live(INCARNATION));
-    let taken = map_of_every_chain(&layout, 2, other, Epoch(3));
+    let taken = map(&layout, 2, other, Epoch(3));
     assert_eq!(put_map(&mut *rival, 2, &taken), Ok(Response::Stored));
     assert_eq!(
         refused(
@@ -758,7 +615,7 @@ fn attach_checks_the_chain_owner_in_the_map() {
     let other = Incarnation(0x0e11);
     let mut qp = s.fabric.connect().unwrap();
     MnClient::new(&mut *qp).hello(other).unwrap();
-    let theirs = map_of_every_chain(&layout, 2, other, Epoch(1));
+    let theirs = map(&layout, 2, other, Epoch(1));
     assert_eq!(put_map(&mut *qp, 0, &theirs), Ok(Response::Stored));
     // A connection of another incarnation, or of none, may not write the chain.
     assert_eq!(
@@ -816,7 +673,7 @@ fn taking_over_from_a_dead_incarnation_merges_its_chains_first() {
     MnClient::new(&mut *qp).hello(other).unwrap();
     let layout = s.layout();
     MnClient::new(&mut *qp)
-        .store_next_map(|epoch| Ok(map_of_every_chain(&layout, 2, other, epoch)))
+        .store_next_map(|epoch| Ok(map(&layout, 2, other, epoch)))
         .unwrap();
     for i in 0..20 {
         assert_eq!(s.value(&key(i)), Some(value(i, 0)), "key {i}");
@@ -1035,30 +892,6 @@ fn after_a_pool_error_the_node_stops_taking_writes() {
     );
 }
 
-/// A directory under the system's temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "dinomo-memnode-{name}-{}-{:?}",
-            std::process::id(),
-            Instant::now()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    fn path(&self, file: &str) -> PathBuf {
-        self.0.join(file)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn file_config(path: &Path, create: CreateMode) -> MemnodeConfig {
     MemnodeConfig {
         pool: path.to_path_buf(),
@@ -1212,7 +1045,7 @@ fn the_controller_lease_has_one_holder_at_a_time_and_rising_generations() {
     );
     assert_eq!(s.node.pool().controller_generation(), 2, "persisted");
     let layout = s.layout();
-    let map = map_of_every_chain(&layout, 1, INCARNATION, Epoch(1));
+    let map = map(&layout, 1, INCARNATION, Epoch(1));
     for lease in [1, 0] {
         let e = client
             .put_cluster_map(Epoch::ZERO, lease, dinomo_control::encode(&map))
@@ -1240,7 +1073,7 @@ fn a_controller_may_take_the_slots_of_a_live_incarnation_which_is_then_fenced() 
     let lease = client.acquire_lease("controller", 10_000).unwrap();
     let stored = client.cluster_map().unwrap().unwrap().0;
     let other = Incarnation(0xc0ffee);
-    let next = map_of_every_chain(&layout, 2, other, stored.next().unwrap());
+    let next = map(&layout, 2, other, stored.next().unwrap());
     client
         .put_cluster_map(stored, lease.generation, dinomo_control::encode(&next))
         .unwrap();
@@ -1251,7 +1084,7 @@ fn a_controller_may_take_the_slots_of_a_live_incarnation_which_is_then_fenced() 
         s.value(b"fenced-key").as_deref(),
         Some(&b"acknowledged"[..])
     );
-    let refused = w.qp.post(
+    let refused = w.0.qp().post(
         WrId(999),
         Verb::Write {
             remote: dinomo_pmem::PoolOffset(layout.blocks_off),

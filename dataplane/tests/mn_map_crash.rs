@@ -6,18 +6,18 @@
 //! never older than the last store that returned, and at most one newer; and every write the
 //! first node acknowledged is in the index.
 
-mod kn_harness;
-
 use std::sync::Arc;
+use std::time::Duration;
 
-use dinomo_control::{ClusterMap, CoreId, Incarnation, KnId};
-use dinomo_dataplane::fabric::local::{LocalFabric, LocalOptions};
+use dinomo_control::{ClusterMap, Incarnation, KnId};
+use dinomo_dataplane::allinone::local_fabric;
 use dinomo_dataplane::fabric::{Fabric, PeerId};
 use dinomo_dataplane::mn::client::MnClient;
 use dinomo_dataplane::mn::memnode::{MemoryNode, NodeOptions};
 use dinomo_dataplane::mn::proto::{Request, Response};
-use dinomo_pmem::{Backend, ChainId, CrashMode, CrashSim, Epoch, Layout, PoolConfig};
-use kn_harness::{INCARNATION, engine_config, run, set};
+use dinomo_pmem::{Backend, CrashMode, CrashSim, Epoch, Layout, PoolConfig};
+use dinomo_testkit::INCARNATION;
+use dinomo_testkit::kn::{engine_config, run, set};
 
 const POOL: u64 = 4 << 20;
 const BLOCK: u64 = 16 << 10;
@@ -31,11 +31,16 @@ fn options() -> NodeOptions {
     }
 }
 
+/// The maps of the workload: one node whose cores write the pool's first eight chains; the
+/// host tells the maps of one incarnation apart.
 fn map(layout: &Layout, kn: u32, incarnation: Incarnation, host: &str, epoch: Epoch) -> ClusterMap {
-    let cores: Vec<(CoreId, u16, ChainId)> = (0..layout.chain_count.min(8))
-        .map(|c| (CoreId(c as u16), 2000 + c as u16, ChainId(c)))
-        .collect();
-    ClusterMap::single_node(KnId(kn), incarnation, host, &cores, epoch).expect("a valid map")
+    dinomo_testkit::map_of_every_chain(
+        layout.chain_count.min(8),
+        KnId(kn),
+        incarnation,
+        host,
+        epoch,
+    )
 }
 
 struct Run {
@@ -53,10 +58,7 @@ fn workload(sim: Arc<CrashSim>) -> Run {
         .expect("a new pool opens");
     let creation_fences = sim.fence_count();
     let layout = *node.pool().layout();
-    let fabric = LocalFabric::new(
-        backend,
-        LocalOptions::default().with_rpc_handler(node.clone()),
-    );
+    let fabric = local_fabric(&node, Duration::ZERO);
     let mut maps = Vec::new();
 
     // The first node stores its map and writes through an engine of its incarnation.

@@ -19,10 +19,10 @@ use dinomo_dataplane::fabric::{
 };
 use dinomo_dataplane::mn::tcp_server::{TcpServer, TcpServerConfig, TcpServerCounters};
 use dinomo_pmem::{MemBackend, PoolOffset, SharedBackend};
+use dinomo_testkit::HANG;
 
 const TOKEN: &[u8] = b"robustness-token";
 const POOL_BYTES: u64 = 4 << 20;
-const HANG: Duration = Duration::from_secs(30);
 const SHORT: Duration = Duration::from_millis(300);
 
 /// Holds RPCs named "gate" until opened; echoes everything.

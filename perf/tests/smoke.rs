@@ -17,7 +17,7 @@ fn run_against_redis_writes_a_complete_report() {
     }
     let redis = Redis::start();
     let dir = TempDir::new("run");
-    let json = dir.0.join("report.json");
+    let json = dir.path("report.json");
     let output = bench(&[
         "--target",
         &redis.target(),
@@ -101,8 +101,8 @@ fn read_modify_write_and_no_load() {
     }
     let redis = Redis::start();
     let dir = TempDir::new("rmw");
-    let first = dir.0.join("first.json");
-    let second = dir.0.join("second.json");
+    let first = dir.path("first.json");
+    let second = dir.path("second.json");
     let common = [
         "--target",
         &redis.target(),
@@ -148,7 +148,7 @@ fn timed_run() {
     }
     let redis = Redis::start();
     let dir = TempDir::new("timed");
-    let json = dir.0.join("timed.json");
+    let json = dir.path("timed.json");
     assert_success(&bench(&[
         "--target",
         &redis.target(),
@@ -172,7 +172,7 @@ fn timed_run() {
 #[test]
 fn embedded_target_runs_and_reports_dinomo_counters() {
     let dir = TempDir::new("embedded");
-    let json = dir.0.join("embedded.json");
+    let json = dir.path("embedded.json");
     let output = bench(&[
         "--target",
         "embedded",
@@ -245,7 +245,7 @@ fn compare_redis_with_redis() {
         return;
     }
     let dir = TempDir::new("compare");
-    let json = dir.0.join("compare.json");
+    let json = dir.path("compare.json");
     let output = bench(&[
         "compare",
         "--server-cmd",
@@ -324,8 +324,8 @@ fn cache_sweep_with_a_fresh_server_per_point() {
         return;
     }
     let dir = TempDir::new("sweep");
-    let json = dir.0.join("cache.json");
-    let svg = dir.0.join("cache.svg");
+    let json = dir.path("cache.json");
+    let svg = dir.path("cache.svg");
     // Redis ignores {policy}; its maxmemory stands in for the cache budget.
     let template =
         format!("{REDIS_AS_DINOMO} --maxmemory {{bytes}} --maxmemory-policy allkeys-lru");

@@ -1,14 +1,15 @@
 //! `dinomo kn` against a separate `dinomo memnode` process over the tcp fabric: two real
 //! processes, a Redis client, a restart of the KN with its data still there.
 
-mod common;
+use dinomo_testkit::{Proc, Program, TempDir};
 
-use common::{Proc, TempDir};
+/// The binary under test.
+const DINOMO: Program = Program(env!("CARGO_BIN_EXE_dinomo"));
 
 fn memnode(dir: &TempDir) -> Proc {
     let pool = dir.path("pool");
     let token = dir.token_file();
-    Proc::start(
+    DINOMO.start(
         "memnode",
         &[
             "--pool",
@@ -31,7 +32,7 @@ fn memnode(dir: &TempDir) -> Proc {
 fn kn(dir: &TempDir, mn: &Proc, cores: &str) -> Proc {
     let addr = mn.addr().to_string();
     let token = dir.path("token");
-    Proc::start(
+    DINOMO.start(
         "kn",
         &[
             "--memnode",

@@ -17,22 +17,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use dinomo_control::{ClusterMap, CoreId, Incarnation, KnId};
+use dinomo_control::Incarnation;
 use dinomo_dataplane::fabric::tcp::TcpFabric;
 use dinomo_dataplane::fabric::{CompletionData, Fabric, QueuePair, Verb, WrId, wait_for_until};
-use dinomo_dataplane::mn::client::{MnClient, rpc};
+use dinomo_dataplane::mn::client::rpc;
 use dinomo_dataplane::mn::proto::{PROTO_VERSION, Request, Response};
 use dinomo_index::probe::decode_root;
 use dinomo_index::{Probe, Step, key_hash};
 use dinomo_pmem::constants::SUPERBLOCK_LEN;
-use dinomo_pmem::error::AppendError;
 use dinomo_pmem::index_format::{TABLE_HEADER_LEN, TableHeader};
-use dinomo_pmem::{
-    BlockId, ChainId, Epoch, FileOptions, Layout, Op, Pool, PoolOffset, Staging, Version,
+use dinomo_pmem::{ChainId, FileOptions, Layout, Op, Pool, PoolOffset};
+
+use dinomo_testkit::{
+    ChainWriter, HANG, INCARNATION, Proc, Program, TOKEN, TempDir, claim_every_chain,
 };
 
-mod common;
-use common::{HANG, Proc, TOKEN, TempDir};
+/// The binary under test.
+const DINOMO: Program = Program(env!("CARGO_BIN_EXE_dinomo"));
 
 fn fabric_of(node: &Proc) -> TcpFabric {
     TcpFabric::new(node.addr(), TOKEN)
@@ -55,7 +56,7 @@ const PROBE_RESTARTS_MAX: u32 = 100;
 
 /// Runs `dinomo memnode` with `args`, expecting it to fail; returns its status and stderr.
 fn run_failing(args: &[&str]) -> (ExitStatus, String) {
-    let mut node = Proc::spawn("memnode", args);
+    let mut node = DINOMO.spawn("memnode", args);
     let status = node.wait_exit();
     // The pipes close when the process exits; give the reader threads their last bytes.
     let deadline = Instant::now() + HANG;
@@ -123,132 +124,19 @@ fn remote_layout(qp: &mut dyn QueuePair, wr: &mut u64) -> Layout {
     Layout::decode(&sb, qp.region_len()).expect("a valid superblock")
 }
 
-/// A KN worker's chain writer over the tcp fabric.
-struct Writer {
-    qp: Box<dyn QueuePair>,
-    layout: Layout,
-    chain: ChainId,
-    staging: Staging,
-    next_seq: u64,
-    next_wr: u64,
-}
-
-/// The incarnation the test writers say hello as.
-const INCARNATION: Incarnation = Incarnation(0x7e57_0002);
-
-/// A connection that said hello as [`INCARNATION`], which the stored map gives every chain.
-fn writer_qp(fabric: &TcpFabric) -> Result<Box<dyn QueuePair>, String> {
+/// A connection that said hello as [`INCARNATION`] and stored the map that gives it every
+/// chain, and the pool's layout.
+fn writer_qp(fabric: &TcpFabric) -> Result<(Box<dyn QueuePair>, Layout), String> {
     let mut qp = fabric.connect().map_err(|e| e.to_string())?;
-    let chains = remote_layout(&mut *qp, &mut 0).chain_count;
-    let mut client = MnClient::new(&mut *qp);
-    client.hello(INCARNATION).map_err(|e| e.to_string())?;
-    let cores: Vec<(CoreId, u16, ChainId)> = (0..chains.min(256))
-        .map(|c| (CoreId(c as u16), 1000 + c as u16, ChainId(c)))
-        .collect();
-    client
-        .store_next_map(|epoch| {
-            ClusterMap::single_node(KnId(1), INCARNATION, "writer", &cores, epoch)
-        })
-        .map_err(|e| e.to_string())?;
-    Ok(qp)
+    let layout = remote_layout(&mut *qp, &mut 0);
+    claim_every_chain(&mut *qp, layout.chain_count, INCARNATION).map_err(|e| e.to_string())?;
+    Ok((qp, layout))
 }
 
-impl Writer {
-    fn attach(fabric: &TcpFabric, chain: u32) -> Result<Writer, String> {
-        let mut qp = writer_qp(fabric)?;
-        let mut next_wr = 0;
-        let layout = remote_layout(&mut *qp, &mut next_wr);
-        let Response::Attached {
-            head,
-            used,
-            next_seq,
-            ..
-        } = call(
-            &mut *qp,
-            Request::Attach {
-                chain: ChainId(chain),
-            },
-        )?
-        else {
-            return Err("Attach answered with something else".into());
-        };
-        Ok(Writer {
-            staging: Staging::new(&layout, head, used, BATCH_BYTES_MAX, false),
-            qp,
-            layout,
-            chain: ChainId(chain),
-            next_seq,
-            next_wr,
-        })
-    }
-
-    fn append(&mut self, op: Op, key: &[u8], value: &[u8]) -> Result<(), String> {
-        loop {
-            let version = Version {
-                epoch: Epoch(1),
-                seq: self.next_seq,
-            };
-            match self.staging.append(op, key, value, version) {
-                Ok(_) => {
-                    self.next_seq += 1;
-                    return Ok(());
-                }
-                Err(AppendError::NeedBlock) => {
-                    let Response::Blocks(blocks) = call(
-                        &mut *self.qp,
-                        Request::AllocBlocks {
-                            chain: self.chain,
-                            count: 1,
-                        },
-                    )?
-                    else {
-                        return Err("AllocBlocks answered with something else".into());
-                    };
-                    let spare: BlockId = *blocks.first().ok_or("no block")?;
-                    self.staging.set_spare(spare);
-                }
-                Err(e) => return Err(format!("append: {e}")),
-            }
-        }
-    }
-
-    /// Commits the staged batch as one doorbell; `Ok` once its last WRITE has completed.
-    fn commit(&mut self) -> Result<(), String> {
-        let plan = self.staging.plan(&self.layout);
-        let mut batch = Vec::new();
-        for w in &plan.writes {
-            batch.push(Verb::Write {
-                remote: w.to,
-                data: self.staging.bytes(w).to_vec(),
-                persist: true,
-            });
-        }
-        for &(at, word) in &plan.tails {
-            batch.push(Verb::Write {
-                remote: at,
-                data: word.to_le_bytes().to_vec(),
-                persist: true,
-            });
-        }
-        let first = self.next_wr + 1;
-        self.next_wr += batch.len() as u64;
-        let ids: Vec<WrId> = (first..=self.next_wr).map(WrId).collect();
-        self.qp
-            .post_batch(ids.iter().copied().zip(batch).collect())
-            .map_err(|e| format!("post: {e}"))?;
-        let mut others = Vec::new();
-        let deadline = Instant::now() + HANG;
-        // The last WRITE is the commit point; the others executed before it.
-        for &wr in ids.iter().rev() {
-            let c = wait_for_until(&mut *self.qp, wr, &mut others, deadline)
-                .ok_or("a WRITE never completed")?;
-            if c.result != Ok(CompletionData::None) {
-                return Err(format!("WRITE {wr:?}: {:?}", c.result));
-            }
-        }
-        self.staging.committed();
-        Ok(())
-    }
+/// A chain writer over the tcp fabric on a [`writer_qp`].
+fn attach_writer(fabric: &TcpFabric, chain: u32) -> Result<ChainWriter, String> {
+    let (qp, layout) = writer_qp(fabric)?;
+    ChainWriter::attach(qp, layout, ChainId(chain), BATCH_BYTES_MAX)
 }
 
 /// What batch `n` of the stream writes: unique keys of varied length, an update of a hot key,
@@ -282,7 +170,7 @@ fn batch(n: usize) -> Batch {
     Batch { puts, deletes }
 }
 
-fn write_batch(w: &mut Writer, n: usize) -> Result<(), String> {
+fn write_batch(w: &mut ChainWriter, n: usize) -> Result<(), String> {
     let b = batch(n);
     for (k, v) in &b.puts {
         w.append(Op::Put, k, v)?;
@@ -365,7 +253,7 @@ fn no_acknowledged_batch_is_lost_when_the_memory_node_is_killed() {
     let token_file = dir.token_file();
     let pool_arg = pool.to_str().unwrap();
     let token_arg = token_file.to_str().unwrap();
-    let mut node = Proc::start(
+    let mut node = DINOMO.start(
         "memnode",
         &[
             "--pool",
@@ -392,11 +280,11 @@ fn no_acknowledged_batch_is_lost_when_the_memory_node_is_killed() {
     let fabric = fabric_of(&node);
     let acked_in_writer = Arc::clone(&acked);
     let writer = std::thread::spawn(move || -> Result<(usize, u64, String), String> {
-        let mut w = Writer::attach(&fabric, 0)?;
-        let first_seq = w.next_seq;
+        let mut w = attach_writer(&fabric, 0)?;
+        let first_seq = w.next_seq();
         for n in 0..BATCHES_MAX {
             if let Err(e) = write_batch(&mut w, n) {
-                return Ok((n, w.next_seq - first_seq, e));
+                return Ok((n, w.next_seq() - first_seq, e));
             }
             acked_in_writer.store(n + 1, Ordering::SeqCst);
         }
@@ -419,7 +307,7 @@ fn no_acknowledged_batch_is_lost_when_the_memory_node_is_killed() {
     eprintln!("killed after {acked} acknowledged batches; the next one failed with: {why}");
 
     let root_off = index_root_off(&pool);
-    let node = Proc::start(
+    let node = DINOMO.start(
         "memnode",
         &[
             "--pool",
@@ -479,7 +367,7 @@ fn no_acknowledged_batch_is_lost_when_the_memory_node_is_killed() {
         })
         .sum();
     drop(qp);
-    let mut qp = writer_qp(&fabric).expect("a writer connection");
+    let (mut qp, _) = writer_qp(&fabric).expect("a writer connection");
     let Ok(Response::Attached { next_seq, boot, .. }) =
         call(&mut *qp, Request::Attach { chain: ChainId(0) })
     else {
@@ -509,10 +397,10 @@ fn sigterm_stops_cleanly_and_the_restart_says_so() {
             "--durability",
             "flush",
         ]);
-        Proc::start("memnode", &args)
+        DINOMO.start("memnode", &args)
     };
     let mut node = serve(true);
-    let mut w = Writer::attach(&fabric_of(&node), 3).expect("attach");
+    let mut w = attach_writer(&fabric_of(&node), 3).expect("attach");
     for n in 0..5 {
         write_batch(&mut w, n).expect("batch");
     }
@@ -590,7 +478,7 @@ fn corrupt_pool_files_fail_cleanly() {
     fails(&short, &["shorter than a superblock"]);
     // A real pool whose superblock lost a byte.
     let pool = dir.path("pool");
-    let mut node = Proc::start(
+    let mut node = DINOMO.start(
         "memnode",
         &[
             "--pool",
@@ -650,7 +538,7 @@ fn bad_command_lines_fail_cleanly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(!pool.exists());
     // --create never destroys a pool unless told to.
-    let mut node = Proc::start(
+    let mut node = DINOMO.start(
         "memnode",
         &create(&["--size", POOL_SIZE, "--block-size", BLOCK_SIZE]),
     );
@@ -661,7 +549,7 @@ fn bad_command_lines_fail_cleanly() {
         &create(&["--size", POOL_SIZE, "--block-size", BLOCK_SIZE]),
         &["already exists", "--overwrite"],
     );
-    let node = Proc::start(
+    let node = DINOMO.start(
         "memnode",
         &create(&[
             "--size",

@@ -5,11 +5,12 @@
 //! twice is refused the same way. Each check reads the last acknowledged value of every key
 //! after the owner changed or restarted.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::{Proc, TempDir};
+use dinomo_testkit::{Proc, Program, TempDir};
+
+/// The binary under test.
+const DINOMO: Program = Program(env!("CARGO_BIN_EXE_dinomo"));
 
 /// Keys each phase writes.
 const KEYS: usize = 200;
@@ -17,7 +18,7 @@ const KEYS: usize = 200;
 fn memnode(dir: &TempDir) -> Proc {
     let pool = dir.path("pool");
     let token = dir.token_file();
-    Proc::start(
+    DINOMO.start(
         "memnode",
         &[
             "--pool",
@@ -59,19 +60,19 @@ fn kn_args(dir: &TempDir, mn: &Proc, kn_id: &str) -> Vec<String> {
 fn kn(dir: &TempDir, mn: &Proc, kn_id: &str) -> Proc {
     let args = kn_args(dir, mn, kn_id);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Proc::start("kn", &args)
+    DINOMO.start("kn", &args)
 }
 
 /// Starts a `dinomo kn` once the memory node has noticed that the node it replaces is gone: it
 /// learns that when the dead node's connections close, a moment after the process died. Until
 /// then a start is refused with the conflict, which is all this accepts.
 fn kn_once_free(dir: &TempDir, mn: &Proc, kn_id: &str) -> Proc {
-    let deadline = std::time::Instant::now() + common::HANG;
+    let deadline = std::time::Instant::now() + dinomo_testkit::HANG;
     loop {
         let args = kn_args(dir, mn, kn_id);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut node = Proc::spawn("kn", &args);
-        match node.stdout.recv_timeout(common::HANG) {
+        let mut node = DINOMO.spawn("kn", &args);
+        match node.stdout.recv_timeout(dinomo_testkit::HANG) {
             Ok(line) if line.starts_with("listening on ") => {
                 node.set_addr(line.trim_start_matches("listening on "));
                 return node;
@@ -212,7 +213,7 @@ fn two_kns_started_at_once_end_with_one_owner() {
     let mut a = start("1");
     let mut b = start("2");
     // Exactly one of them is refused; the other serves until it is stopped.
-    let deadline = std::time::Instant::now() + common::HANG;
+    let deadline = std::time::Instant::now() + dinomo_testkit::HANG;
     let (loser, mut winner) = loop {
         if let Some(status) = a.try_wait().expect("wait") {
             break ((status, a), b);

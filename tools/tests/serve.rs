@@ -2,17 +2,18 @@
 //! across a clean restart, and when it is SIGKILLed under write load every acknowledged SET is
 //! readable after the restart (and nothing half-written ever is).
 
-mod common;
-
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{HANG, Proc, TempDir};
+use dinomo_testkit::{HANG, Proc, Program, TempDir};
+
+/// The binary under test.
+const DINOMO: Program = Program(env!("CARGO_BIN_EXE_dinomo"));
 
 fn serve(dir: &TempDir, extra: &[&str]) -> Proc {
-    let dir_arg = dir.0.to_str().expect("utf-8 path");
+    let dir_arg = dir.root().to_str().expect("utf-8 path");
     let mut args = vec![
         "--dir",
         dir_arg,
@@ -25,7 +26,7 @@ fn serve(dir: &TempDir, extra: &[&str]) -> Proc {
         "--no-pin",
     ];
     args.extend_from_slice(extra);
-    Proc::start("serve", &args)
+    DINOMO.start("serve", &args)
 }
 
 fn connect(node: &Proc) -> redis::Connection {
@@ -211,7 +212,7 @@ fn failing(args: &[&str]) -> (std::process::ExitStatus, String) {
 #[test]
 fn bad_settings_fail_cleanly_and_help_names_the_flags() {
     let dir = TempDir::new("serve-bad");
-    let d = dir.0.to_str().expect("utf-8");
+    let d = dir.root().to_str().expect("utf-8");
     for (args, expected) in [
         (
             vec!["serve", "--dir", d, "--cache-policy", "bogus"],

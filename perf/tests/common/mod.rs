@@ -1,5 +1,6 @@
 //! Helpers of the multi-process tests: a `redis-server` on a free loopback port, killed on drop
-//! (also when a test panics), and the built `dinomo-bench` binary.
+//! (also when a test panics), and the built `dinomo-bench` binary. Scratch directories are the
+//! testkit's ([`TempDir`]).
 
 #![allow(
     dead_code,
@@ -8,10 +9,10 @@
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+pub use dinomo_testkit::TempDir;
 
 /// Whether Debian's `redis-server` is installed; prints why a test is skipped when it is not.
 pub fn redis_available(test: &str) -> bool {
@@ -28,26 +29,6 @@ pub fn redis_available(test: &str) -> bool {
         );
     }
     found
-}
-
-/// A scratch directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("dinomo-perf-test-{}-{tag}-{n}", std::process::id()));
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A `redis-server` on 127.0.0.1 with no persistence.
@@ -76,7 +57,7 @@ impl Redis {
             ])
             .args(["--appendonly", "no", "--daemonize", "no", "--logfile", ""])
             .arg("--dir")
-            .arg(&dir.0)
+            .arg(dir.root())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -1,63 +1,41 @@
-//! Set-up shared by the KN tests: a memory node on an in-memory pool, the local fabric to it,
-//! and engines or whole nodes on top.
+//! KN-side test support: a [`MemMn`] ready for engines, engines attached as [`INCARNATION`],
+//! commands run through an engine until every reply is in, and whole nodes over the local fabric.
 
-#![allow(dead_code)]
+use std::time::{Duration, Instant};
 
-use std::sync::Arc;
-
-use dinomo_control::{ClusterMap, CoreId, Incarnation, KnId};
 use dinomo_dataplane::cache::Policy;
 use dinomo_dataplane::config::Durability;
 use dinomo_dataplane::fabric::Fabric;
-use dinomo_dataplane::fabric::local::{LocalFabric, LocalOptions};
 use dinomo_dataplane::kn::node::{CONNECTIONS_MAX_DEFAULT, KnNode, KnOptions};
 use dinomo_dataplane::kn::{Command, Engine, EngineConfig, Reply, SetCond};
-use dinomo_dataplane::mn::client::MnClient;
-use dinomo_dataplane::mn::memnode::{MemoryNode, NodeOptions};
+use dinomo_dataplane::mn::memnode::NodeOptions;
 use dinomo_dataplane::resp::Limits;
-use dinomo_pmem::{ChainId, Epoch, MemBackend, PoolConfig};
+use dinomo_pmem::{ChainId, Epoch, PoolConfig};
 
-pub struct Mn {
-    pub node: Arc<MemoryNode>,
-    pub fabric: LocalFabric,
-}
+use crate::{INCARNATION, MemMn};
 
-/// A memory node on a fresh in-memory pool of `size` bytes with `block` byte blocks.
-pub fn memnode(size: u64, block: u64) -> Mn {
-    let cfg = PoolConfig {
-        chain_count: 64,
-        ..PoolConfig::small(size, block)
-    };
-    let node = MemoryNode::open_backend(
-        Arc::new(MemBackend::new(size)),
-        Some(&cfg),
+/// Chains of a [`memnode`] pool.
+const CHAINS: u32 = 64;
+/// How long an engine may take to answer.
+const ENGINE_WAIT: Duration = Duration::from_secs(10);
+
+/// A memory node on a fresh in-memory pool of `size` bytes with `block` byte blocks, its merge
+/// threads running, and every chain given to [`INCARNATION`] (a KN node started on it claims the
+/// slots for itself).
+pub fn memnode(size: u64, block: u64) -> MemMn {
+    let mn = MemMn::new(
+        &PoolConfig {
+            chain_count: CHAINS,
+            ..PoolConfig::small(size, block)
+        },
         NodeOptions::default(),
-    )
-    .expect("memory node");
-    node.start_background().expect("merge threads");
-    let fabric = LocalFabric::new(
-        Arc::clone(node.backend()),
-        LocalOptions::default().with_rpc_handler(node.clone()),
     );
-    // The engines of a test write their chains as one incarnation, which the map gives every
-    // chain (a KN node started on `mn` claims the slots for itself).
-    let mut qp = fabric.connect().expect("qp");
-    let mut client = MnClient::new(&mut *qp);
-    client.hello(INCARNATION).expect("hello");
-    let cores: Vec<(CoreId, u16, ChainId)> = (0..cfg.chain_count)
-        .map(|c| (CoreId(c as u16), 1000 + c as u16, ChainId(c)))
-        .collect();
-    client
-        .store_next_map(|epoch| {
-            ClusterMap::single_node(KnId(1), INCARNATION, "engines", &cores, epoch)
-        })
-        .expect("the test map is stored");
-    Mn { node, fabric }
+    mn.node.start_background().expect("merge threads");
+    mn.claim();
+    mn
 }
 
-/// The incarnation of the engines a test attaches.
-pub const INCARNATION: Incarnation = Incarnation(0xe461_0001);
-
+/// Engine settings for `chain` as [`INCARNATION`].
 pub fn engine_config(chain: u32, policy: Policy, cache_bytes: usize) -> EngineConfig {
     EngineConfig {
         cache_policy: policy,
@@ -67,7 +45,7 @@ pub fn engine_config(chain: u32, policy: Policy, cache_bytes: usize) -> EngineCo
     }
 }
 
-pub fn engine(mn: &Mn, cfg: EngineConfig) -> Engine {
+pub fn engine(mn: &MemMn, cfg: EngineConfig) -> Engine {
     Engine::attach(mn.fabric.connect().expect("qp"), cfg).expect("engine")
 }
 
@@ -80,10 +58,10 @@ pub fn run(engine: &mut Engine, cmds: Vec<Command>) -> Vec<Reply> {
     engine.flush_now();
     let mut out = Vec::new();
     let mut replies: Vec<Option<Reply>> = vec![None; n];
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = Instant::now() + ENGINE_WAIT;
     while replies.iter().any(Option::is_none) {
         assert!(
-            std::time::Instant::now() < deadline,
+            Instant::now() < deadline,
             "the engine did not answer: {} in flight, {} sealed, failure {:?}, stats {:?}",
             engine.in_flight(),
             engine.sealed_blocks(),
@@ -106,11 +84,11 @@ pub fn run(engine: &mut Engine, cmds: Vec<Command>) -> Vec<Reply> {
 /// into the index (as a live worker does between requests), so that reads no longer come from
 /// its own log.
 pub fn await_merged(engine: &mut Engine) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = Instant::now() + ENGINE_WAIT;
     let mut out = Vec::new();
     while engine.unmerged_keys() > 0 {
         assert!(
-            std::time::Instant::now() < deadline,
+            Instant::now() < deadline,
             "the engine never saw its chain merged: {:?}",
             engine.stats()
         );
@@ -128,13 +106,16 @@ pub fn set(key: &[u8], value: &[u8]) -> Command {
         get: false,
     }
 }
+
 pub fn get(key: &[u8]) -> Command {
     Command::Get { key: key.to_vec() }
 }
+
 pub fn del(key: &[u8]) -> Command {
     Command::Del { key: key.to_vec() }
 }
 
+/// Options of a node with `cores` unpinned cores on ephemeral loopback ports.
 pub fn kn_options(cores: usize) -> KnOptions {
     KnOptions {
         kn: dinomo_control::KnId(1),
@@ -155,7 +136,7 @@ pub fn kn_options(cores: usize) -> KnOptions {
     }
 }
 
-/// A whole node on `mn`.
-pub fn kn(mn: &Mn, options: KnOptions) -> KnNode {
+/// A whole node on `mn`, its `INFO` showing `mn`'s counters.
+pub fn kn(mn: &MemMn, options: KnOptions) -> KnNode {
     KnNode::start(&mn.fabric, options, Some(mn.node.clone())).expect("node")
 }

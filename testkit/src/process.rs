@@ -4,7 +4,8 @@
 //! to the test crate that builds it). [`Program::start`] runs a subcommand and waits for the one
 //! line a server prints on stdout, `listening on <addr>`; [`Program::spawn`] only starts it. The
 //! child's stdout lines arrive on a channel, its stderr accumulates in the background and is
-//! echoed when a test panics, and the child is killed when its [`Proc`] drops.
+//! echoed when a test panics, and the child is killed when its [`Proc`] drops. [`start_memnode`]
+//! is the memory node the multi-process tests of `dinomo kn` run against.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -13,7 +14,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::HANG;
+use crate::{HANG, TempDir};
 
 /// A built binary.
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +44,32 @@ impl Program {
         );
         node
     }
+}
+
+/// `dinomo memnode` (`dinomo` is the binary) on a new 64 MiB pool `pool` in `dir` with 256 KiB
+/// blocks and memory durability, serving on a free loopback port with the token of
+/// [`TempDir::token_file`].
+pub fn start_memnode(dinomo: Program, dir: &TempDir) -> Proc {
+    let pool = dir.path("pool");
+    let token = dir.token_file();
+    dinomo.start(
+        "memnode",
+        &[
+            "--pool",
+            pool.to_str().expect("utf-8"),
+            "--create",
+            "--size",
+            "64MiB",
+            "--block-size",
+            "256KiB",
+            "--listen",
+            "127.0.0.1:0",
+            "--token-file",
+            token.to_str().expect("utf-8"),
+            "--durability",
+            "memory",
+        ],
+    )
 }
 
 /// A running child: its stdout lines arrive on [`Proc::stdout`], its stderr accumulates.

@@ -1,33 +1,11 @@
 //! `dinomo kn` against a separate `dinomo memnode` process over the tcp fabric: two real
 //! processes, a Redis client, a restart of the KN with its data still there.
 
+use dinomo_testkit::process::start_memnode;
 use dinomo_testkit::{Proc, Program, TempDir};
 
 /// The binary under test.
 const DINOMO: Program = Program(env!("CARGO_BIN_EXE_dinomo"));
-
-fn memnode(dir: &TempDir) -> Proc {
-    let pool = dir.path("pool");
-    let token = dir.token_file();
-    DINOMO.start(
-        "memnode",
-        &[
-            "--pool",
-            pool.to_str().expect("utf-8"),
-            "--create",
-            "--size",
-            "64MiB",
-            "--block-size",
-            "256KiB",
-            "--listen",
-            "127.0.0.1:0",
-            "--token-file",
-            token.to_str().expect("utf-8"),
-            "--durability",
-            "memory",
-        ],
-    )
-}
 
 fn kn(dir: &TempDir, mn: &Proc, cores: &str) -> Proc {
     let addr = mn.addr().to_string();
@@ -51,7 +29,7 @@ fn kn(dir: &TempDir, mn: &Proc, cores: &str) -> Proc {
 #[test]
 fn a_kn_serves_clients_from_a_remote_memory_node() {
     let dir = TempDir::new("kn-remote");
-    let mn = memnode(&dir);
+    let mn = start_memnode(DINOMO, &dir);
     let mut node = kn(&dir, &mn, "2");
     let mut con = redis::Client::open(format!("redis://{}", node.addr()))
         .expect("url")

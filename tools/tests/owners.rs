@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use dinomo_testkit::process::start_memnode;
 use dinomo_testkit::{Proc, Program, TempDir};
 
 /// The binary under test.
@@ -14,29 +15,6 @@ const DINOMO: Program = Program(env!("CARGO_BIN_EXE_dinomo"));
 
 /// Keys each phase writes.
 const KEYS: usize = 200;
-
-fn memnode(dir: &TempDir) -> Proc {
-    let pool = dir.path("pool");
-    let token = dir.token_file();
-    DINOMO.start(
-        "memnode",
-        &[
-            "--pool",
-            pool.to_str().expect("utf-8"),
-            "--create",
-            "--size",
-            "64MiB",
-            "--block-size",
-            "256KiB",
-            "--listen",
-            "127.0.0.1:0",
-            "--token-file",
-            token.to_str().expect("utf-8"),
-            "--durability",
-            "memory",
-        ],
-    )
-}
 
 fn kn_args(dir: &TempDir, mn: &Proc, kn_id: &str) -> Vec<String> {
     [
@@ -149,7 +127,7 @@ fn check_all(node: &Proc, model: &BTreeMap<String, String>) {
 #[test]
 fn a_second_kn_is_refused_while_the_first_lives_and_takes_over_when_it_dies() {
     let dir = TempDir::new("owners-takeover");
-    let mn = memnode(&dir);
+    let mn = start_memnode(DINOMO, &dir);
     let mut model = BTreeMap::new();
 
     let mut first = kn(&dir, &mn, "1");
@@ -182,7 +160,7 @@ fn a_second_kn_is_refused_while_the_first_lives_and_takes_over_when_it_dies() {
 #[test]
 fn the_same_kn_id_twice_is_refused() {
     let dir = TempDir::new("owners-same-id");
-    let mn = memnode(&dir);
+    let mn = start_memnode(DINOMO, &dir);
     let mut model = BTreeMap::new();
     let mut node = kn(&dir, &mn, "1");
     write_all(&node, "before", &mut model);
@@ -200,7 +178,7 @@ fn the_same_kn_id_twice_is_refused() {
 #[test]
 fn two_kns_started_at_once_end_with_one_owner() {
     let dir = TempDir::new("owners-race");
-    let mn = memnode(&dir);
+    let mn = start_memnode(DINOMO, &dir);
     let start = |kn_id: &str| {
         std::process::Command::new(env!("CARGO_BIN_EXE_dinomo"))
             .arg("kn")

@@ -1,6 +1,6 @@
 //! The all-in-one wiring: a memory node and a KVS node in one process, the KN reaching the pool
-//! over the `local` fabric. `dinomo serve`, the bench's embedded target and the tests build it
-//! here and nowhere else.
+//! over the `local` fabric. `dinomo serve` and the bench's embedded target run [`AllInOne`];
+//! the testkit's in-memory memory node and the tests that wire their own use [`local_fabric`].
 //!
 //! - [`local_fabric`]: the local fabric to a memory node — verbs on its pool, RPCs answered by
 //!   the node itself.

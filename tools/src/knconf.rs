@@ -137,7 +137,19 @@ pub fn read_file(path: Option<&Path>) -> anyhow::Result<KnFile> {
     };
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the config file {}", path.display()))?;
-    toml::from_str(&text).map_err(|e| anyhow!("invalid config file {}: {e}", path.display()))
+    toml::from_str(&text).map_err(|e| {
+        // toml's own rendering spans several lines (the source line and a caret); one line is
+        // the message and where it is.
+        let line = e.span().map_or(String::new(), |span| {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!(" (line {line})")
+        });
+        anyhow!(
+            "invalid config file {}: {}{line}",
+            path.display(),
+            e.message().trim_end()
+        )
+    })
 }
 
 fn size(
@@ -315,6 +327,19 @@ mod tests {
         assert_eq!(defaults.durability, Durability::Memory);
         let e = toml::from_str::<KnFile>("durability = \"disk\"\n").unwrap_err();
         assert!(e.to_string().contains("is not a durability"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_config_file_is_one_line_naming_the_line() {
+        let path = std::env::temp_dir().join(format!("dinomo-knconf-{}.toml", std::process::id()));
+        std::fs::write(&path, "cores = 2\ndurability = \"disk\"\n").unwrap();
+        let e = read_file(Some(&path)).unwrap_err().to_string();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(e.lines().count(), 1, "{e}");
+        assert!(
+            e.contains("is not a durability") && e.ends_with("(line 2)"),
+            "{e}"
+        );
     }
 
     #[test]
